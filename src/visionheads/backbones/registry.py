@@ -1,0 +1,155 @@
+"""The backbone registry: names to builders of feature extractors that state their channels and strides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from visionheads._registry import Registry
+from visionheads.backbones.weights import NEUTRAL_MEAN, NEUTRAL_STD, WeightsInfo
+from visionheads.errors import ConfigError
+
+WeightsArg = str | Path | None
+
+
+class Backbone(nn.Module):
+    """A feature extractor returning one map per stage, fine to coarse, with stated `channels` and `strides`."""
+
+    def __init__(
+        self,
+        body: nn.Module,
+        *,
+        name: str,
+        channels: list[int],
+        strides: list[int],
+        in_chans: int,
+        min_input_size: int = 32,
+        input_size: int = 224,
+        weights: WeightsInfo | None = None,
+    ) -> None:
+        super().__init__()
+        if len(channels) != len(strides) or not channels:
+            raise ConfigError(f"backbone {name!r}: channels {channels} and strides {strides} must pair up")
+        if any(b < a for a, b in zip(strides, strides[1:])):
+            raise ConfigError(f"backbone {name!r}: strides {strides} must not decrease (fine to coarse)")
+        self.body = body
+        self.name = name
+        self.channels = [int(c) for c in channels]
+        self.strides = [int(s) for s in strides]
+        self.in_chans = in_chans
+        self.min_input_size = min_input_size
+        self.input_size = weights.input_size if weights else input_size  # the default image side for tasks
+        self.weights = weights
+        self._check_contract()
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel input mean the weights expect (neutral 0.5 when trained from scratch)."""
+        return _fit_channels(self.weights.mean if self.weights else NEUTRAL_MEAN, self.in_chans)
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel input std the weights expect."""
+        return _fit_channels(self.weights.std if self.weights else NEUTRAL_STD, self.in_chans)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """images: float, shape (B, in_chans, H, W). Returns: one (B, C_i, H/s_i, W/s_i) map per stage."""
+        return list(self.body(images))
+
+    def _check_contract(self) -> None:
+        # A dry run at build time catches a wrong channel/stride declaration before any training starts.
+        size = max(self.min_input_size, 64)
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            feats = self(torch.zeros(1, self.in_chans, size, size))
+        self.train(was_training)
+        got = [f.shape[1] for f in feats]
+        if got != self.channels:
+            raise ConfigError(f"backbone {self.name!r} declares channels {self.channels} but returns {got}")
+
+
+def _fit_channels(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
+    if len(values) == in_chans:
+        return tuple(values)
+    mean_value = sum(values) / len(values)
+    return tuple([mean_value] * in_chans)
+
+
+BackboneBuilder = Callable[..., Backbone]
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """How to build one registered backbone and which pretrained tags it knows."""
+
+    build: BackboneBuilder  # build(*, in_chans, tag, state_dict) -> Backbone
+    tags: tuple[str, ...] = field(default_factory=tuple)
+    description: str = ""
+
+
+_BACKBONES: Registry[BackboneEntry] = Registry("backbone", "list_backbones() shows all")
+
+
+def register_backbone(name: str, build: BackboneBuilder, *, tags: tuple[str, ...] = (), description: str = "") -> None:
+    """Register `build(*, in_chans, tag, state_dict) -> Backbone` under `name`; a taken name raises."""
+    _BACKBONES.register(name, BackboneEntry(build=build, tags=tags, description=description))
+
+
+def list_backbones() -> list[str]:
+    """Registered backbone names, sorted (any timm model also works as 'timm/<name>')."""
+    _load_builtin_entries()
+    return _BACKBONES.names()
+
+
+def backbone_entry(name: str) -> BackboneEntry:
+    """The registry entry of `name` (ConfigError with suggestions when unknown)."""
+    _load_builtin_entries()
+    if name.startswith("timm/"):
+        from visionheads.backbones.timm_entries import timm_passthrough_entry
+
+        return timm_passthrough_entry(name.removeprefix("timm/"))
+    return _BACKBONES.get(name)
+
+
+def create_backbone(name: str, *, weights: WeightsArg = None, in_chans: int = 3) -> Backbone:
+    """Build backbone `name` with random weights (None), a pretrained tag like "imagenet", or a local file."""
+    from visionheads.backbones.weights import load_state_dict_file
+
+    if in_chans < 1:
+        raise ConfigError(f"in_chans must be >= 1, got {in_chans}")
+    entry = backbone_entry(name)
+    tag, state_dict = None, None
+    if weights is None:
+        pass
+    elif isinstance(weights, Path) or _looks_like_path(str(weights)):
+        state_dict = load_state_dict_file(weights)
+    elif weights in entry.tags:
+        tag = str(weights)
+    else:
+        known = ", ".join(entry.tags) or "none"
+        raise ConfigError(
+            f"backbone {name!r} has no weights tag {weights!r} (tags: {known}); pass None, a tag, "
+            "or the path of a local .pt/.pth/.safetensors file"
+        )
+    return entry.build(in_chans=in_chans, tag=tag, state_dict=state_dict)
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or "\\" in text or Path(text).suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+_LOADED = False
+
+
+def _load_builtin_entries() -> None:
+    # Importing the entry modules registers them; done lazily so importing the registry stays cheap.
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    from visionheads.backbones import small, timm_entries, torchvision_entries  # noqa: F401

@@ -1,0 +1,116 @@
+"""Backbones from timm (`features_only=True`), under their timm names, plus the `timm/<name>` passthrough."""
+
+from __future__ import annotations
+
+import timm
+import torch
+
+from visionheads.backbones.registry import Backbone, BackboneEntry, register_backbone
+from visionheads.backbones.weights import WeightsInfo, ensure_download_possible
+from visionheads.errors import ConfigError
+
+# name -> smallest input side the architecture accepts (inception's valid convolutions need more than 64 px).
+TIMM_BACKBONES: dict[str, int] = {
+    "resnet18": 32,
+    "resnet34": 32,
+    "resnet50": 32,
+    "vgg11_bn": 32,
+    "vgg16_bn": 32,
+    "mobilenetv3_small_100": 32,
+    "mobilenetv3_large_100": 32,
+    "efficientnet_b0": 32,
+    "convnext_tiny": 32,
+    "densenet121": 32,
+    "inception_v3": 75,
+    "xception41": 32,
+}
+
+
+def timm_weights_info(model_name: str) -> WeightsInfo | None:
+    """The default pretrained weights timm knows for `model_name`, as our metadata."""
+    cfg = timm.get_pretrained_cfg(model_name)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
+        return None
+    source = f"hf-hub:{cfg.hf_hub_id}" if cfg.hf_hub_id else str(cfg.url)
+    return WeightsInfo(
+        tag="imagenet",
+        source=source,
+        license=str(cfg.license or "see source"),
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        input_size=int(cfg.input_size[-1]),
+    )
+
+
+def build_timm_backbone(
+    model_name: str, *, in_chans: int, tag: str | None, state_dict: dict[str, torch.Tensor] | None, min_size: int = 32
+) -> Backbone:
+    """A timm model as a Backbone; a local state dict goes through timm so stems and classifiers adapt."""
+    info = timm_weights_info(model_name)
+    kwargs: dict = {"features_only": True, "in_chans": in_chans}
+    if tag is not None:
+        if info is None:
+            raise ConfigError(f"timm model {model_name!r} has no pretrained weights; use weights=None or a file")
+        _check_hub(model_name, info)
+        kwargs["pretrained"] = True
+    elif state_dict is not None:
+        # timm loads a state dict given in the pretrained config the same way as its own weights.
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"state_dict": state_dict})
+    try:
+        model = timm.create_model(model_name, **kwargs)
+    except RuntimeError as error:
+        raise ConfigError(f"weights do not fit timm model {model_name!r}: {error}") from error
+    return Backbone(
+        model,
+        name=model_name,
+        channels=model.feature_info.channels(),
+        strides=model.feature_info.reduction(),
+        in_chans=in_chans,
+        min_input_size=min_size,
+        weights=info if (tag or state_dict is not None) else None,
+    )
+
+
+def _check_hub(model_name: str, info: WeightsInfo) -> None:
+    repo = info.source.removeprefix("hf-hub:")
+    cached = False
+    if info.source.startswith("hf-hub:"):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = any(
+            isinstance(try_to_load_from_cache(repo, filename), str)
+            for filename in ("model.safetensors", "pytorch_model.bin")
+        )
+    ensure_download_possible(
+        "huggingface.co",
+        f"pretrained weights for {model_name!r} ({repo})",
+        cached,
+        f"create_backbone({model_name!r}, weights='path/to/model.safetensors') "
+        f"(the file is at https://huggingface.co/{repo}).",
+    )
+
+
+def timm_passthrough_entry(model_name: str) -> BackboneEntry:
+    """An on-the-fly entry for any timm model as 'timm/<name>'."""
+    if not timm.is_model(model_name):
+        from visionheads._registry import unknown_name_message
+
+        candidates = timm.list_models(f"*{model_name[:4]}*")[:200]
+        raise ConfigError(unknown_name_message("timm model", model_name, candidates, "timm.list_models() shows all"))
+
+    def build(*, in_chans: int, tag: str | None, state_dict: dict | None) -> Backbone:
+        return build_timm_backbone(model_name, in_chans=in_chans, tag=tag, state_dict=state_dict)
+
+    return BackboneEntry(build=build, tags=("imagenet",), description=f"timm model {model_name}")
+
+
+def _register() -> None:
+    for model_name, min_size in TIMM_BACKBONES.items():
+
+        def build(*, in_chans: int, tag: str | None, state_dict: dict | None, _name=model_name, _min=min_size):
+            return build_timm_backbone(_name, in_chans=in_chans, tag=tag, state_dict=state_dict, min_size=_min)
+
+        register_backbone(model_name, build, tags=("imagenet",), description=f"timm {model_name}, features_only")
+
+
+_register()

@@ -1,0 +1,139 @@
+"""`visionheads demo | fit | evaluate | predict | list`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from visionheads.errors import VisionHeadsError
+
+DEMO_TASK = {"backbone": "simple_cnn", "in_chans": 1, "image_size": 24}
+DEMO_FIT = {"epochs": 10, "batch_size": 64, "lr": 0.003}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `visionheads` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except VisionHeadsError as error:
+        print(f"visionheads: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("visionheads: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="visionheads", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+
+    demo = sub.add_parser("demo", help="train a small classifier on the built-in digits (no network)")
+    demo.add_argument("--epochs", type=int, default=DEMO_FIT["epochs"])
+    demo.add_argument("--project", default="runs", help="parent folder of the run folder")
+    demo.set_defaults(run=_demo)
+
+    fit = sub.add_parser("fit", help="train from a recipe YAML or a task name, with key=value overrides")
+    fit.add_argument("recipe", help="a recipe .yaml, or a task name (then give train=DATA)")
+    fit.add_argument("overrides", nargs="*", help="key=value, e.g. epochs=3 fit.lr=0.01 backbone=resnet18")
+    fit.set_defaults(run=_fit)
+
+    evaluate = sub.add_parser("evaluate", help="metrics of a saved task on data")
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("data", help="built-in name (digits:test) or a path")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = sub.add_parser("predict", help="predictions of a saved task for image files")
+    predict.add_argument("checkpoint")
+    predict.add_argument("images", nargs="+")
+    predict.set_defaults(run=_predict)
+
+    listing = sub.add_parser("list", help="list backbones, tasks, heads or built-in datasets")
+    listing.add_argument("what", choices=["backbones", "tasks", "heads", "datasets"])
+    listing.set_defaults(run=_list)
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import visionheads as vh
+    from visionheads.tasks.recipe import echo, format_metrics
+
+    start = time.perf_counter()
+    echo("visionheads demo: a small CNN learns scikit-learn's handwritten digits (built in, no download)")
+    task = vh.Task("classification", **DEMO_TASK)
+    history = task.fit("digits", "digits:val", **{**DEMO_FIT, "epochs": args.epochs}, project=args.project, name="demo")
+    metrics = task.evaluate("digits:test")
+    plots = task.plot(history.run_dir)
+    checkpoint = task.save(history.run_dir / "model.pt")
+    echo(format_metrics(metrics, title="test metrics on digits:test (360 images)"))
+    echo(f"checkpoint: {checkpoint}")
+    echo(f"plots:      {', '.join(str(p) for p in plots)}")
+    echo(f"try:        visionheads evaluate {checkpoint} digits:test")
+    echo(f"done in {time.perf_counter() - start:.0f}s")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from visionheads.tasks.recipe import parse_overrides, run_recipe
+
+    overrides = parse_overrides(args.overrides)
+    if args.recipe.endswith((".yaml", ".yml")):
+        run_recipe(args.recipe, overrides)
+        return 0
+    import tempfile
+
+    import yaml
+
+    # A task name plus overrides is a recipe written on the command line.
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "recipe.yaml"
+        path.write_text(yaml.safe_dump({"task": {"name": args.recipe}}))
+        run_recipe(path, overrides)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import visionheads as vh
+    from visionheads.tasks.recipe import echo, format_metrics
+
+    task = vh.Task.load(args.checkpoint)
+    echo(format_metrics(task.evaluate(args.data, batch_size=args.batch_size), title=f"metrics on {args.data}"))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import visionheads as vh
+    from visionheads.tasks.recipe import echo
+
+    task = vh.Task.load(args.checkpoint)
+    for image, result in zip(args.images, task.predict(args.images)):
+        shown = {k: v for k, v in result.items() if k != "probs"} if isinstance(result, dict) else result
+        echo(f"{image}: {shown}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    import visionheads as vh
+    from visionheads.tasks.recipe import echo
+
+    if args.what == "backbones":
+        echo("\n".join(vh.list_backbones() + ["timm/<any timm model name>"]))
+    elif args.what == "tasks":
+        echo("\n".join(vh.list_tasks()))
+    elif args.what == "datasets":
+        echo("\n".join(vh.data.list_datasets()))
+    else:
+        for name, heads in vh.list_heads().items():
+            echo(f"{name}: {', '.join(heads)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

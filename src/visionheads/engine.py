@@ -1,0 +1,151 @@
+"""Builds the lightning.Trainer: device and precision policy, progress display, checkpoints, early stopping."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from visionheads.errors import ConfigError
+
+# Lightning's advice that does not apply to how fit() drives it; everything else stays visible.
+for _message in (
+    r".*exists and is not empty.*",  # our run folder is created (and holds config.yaml) before the logger
+    r".*does not have many workers.*",  # on CPU, loading in the training process is the faster choice
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
+):
+    warnings.filterwarnings("ignore", message=_message)
+
+
+def resolve_accelerator(devices: int | str | list[int]) -> str:
+    """"gpu" when CUDA is present (and devices allow it), else "cpu"."""
+    if devices == "cpu":
+        return "cpu"
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_precision(precision: str | int, accelerator: str) -> str:
+    """"auto": bf16 mixed on GPUs that support it, fp16 mixed on older GPUs, float32 on the CPU."""
+    if precision != "auto":
+        return str(precision)
+    if accelerator == "gpu":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+class EpochSummary(Callback):
+    """One line per epoch where no progress bar is shown (CI logs, files, notebooks without a TTY)."""
+
+    def __init__(self, total_epochs: int) -> None:
+        self.total_epochs = total_epochs
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or not getattr(module, "history_rows", None):
+            return
+        row = module.history_rows[-1]
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch" and isinstance(v, float))
+        elapsed = time.perf_counter() - self._start
+        print(f"epoch {row['epoch'] + 1}/{self.total_epochs}  {shown}  ({elapsed:.1f}s)", flush=True)
+
+
+class SaveBestAndLast(Callback):
+    """Writes last.pt every epoch and best.pt when the monitored metric improves, each atomically."""
+
+    def __init__(self, run_dir: Path, monitor: str, mode: str) -> None:
+        self.run_dir = run_dir
+        self.monitor = monitor
+        self.mode = mode
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or not getattr(module, "history_rows", None):
+            return
+        row = module.history_rows[-1]
+        module.save(self.run_dir / "last.pt")
+        value = row.get(self.monitor)
+        if value is None:
+            return
+        improved = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        if improved:
+            self.best, self.best_epoch = float(value), int(row["epoch"])
+            module.save(self.run_dir / "best.pt")
+
+
+def quiet_lightning_info() -> None:
+    """Hide Lightning's start-up chatter (device lines, tips); fit() prints its own one-line summary."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+def build_trainer(
+    *,
+    run_dir: Path,
+    epochs: int,
+    monitor: str,
+    mode: str,
+    devices: int | str | list[int] = "auto",
+    precision: str | int = "auto",
+    distributed: str = "auto",
+    patience: int | None = None,
+    callbacks: list[Callback] | None = None,
+    progress: bool | None = None,
+    **trainer_kwargs: Any,
+) -> tuple[L.Trainer, SaveBestAndLast]:
+    """The Trainer used by Task.fit, and the checkpoint callback that knows the best epoch."""
+    quiet_lightning_info()
+    accelerator = resolve_accelerator(devices)
+    if devices == "cpu":
+        devices = "auto"
+    if progress is None:
+        progress = sys.stderr.isatty()
+    saver = SaveBestAndLast(run_dir, monitor, mode)
+    all_callbacks: list[Callback] = [RecordHistory(), saver, *(callbacks or [])]
+    all_callbacks.append(TQDMProgressBar() if progress else EpochSummary(epochs))
+    if patience is not None:
+        all_callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+    try:
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            strategy=distributed,
+            precision=resolve_precision(precision, accelerator),
+            max_epochs=epochs,
+            default_root_dir=str(run_dir),
+            logger=CSVLogger(save_dir=str(run_dir), name="", version=""),
+            callbacks=all_callbacks,
+            enable_progress_bar=progress,
+            enable_checkpointing=False,  # SaveBestAndLast writes our own atomic single-file checkpoints
+            enable_model_summary=False,
+            log_every_n_steps=1,
+            **trainer_kwargs,
+        )
+    except (TypeError, ValueError, MisconfigurationException) as error:
+        raise ConfigError(f"invalid training option: {error}") from error
+    print(
+        f"training on {accelerator} ({trainer.num_devices} device(s), precision {trainer.precision}) "
+        f"for {epochs} epoch(s); run folder {run_dir}",
+        file=sys.stderr,
+    )
+    return trainer, saver
+
+
+class RecordHistory(Callback):
+    """Appends the module's epoch row to its history first, so later callbacks see the finished epoch."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        module.history_rows.append(module.epoch_row())

@@ -1,0 +1,5 @@
+"""Heads: modules that take a backbone's stage feature maps; built from channel widths and strides only."""
+
+from visionheads.heads.pooled import PooledLinear, PooledMLP
+
+__all__ = ["PooledLinear", "PooledMLP"]

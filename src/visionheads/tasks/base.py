@@ -1,0 +1,519 @@
+"""The shared Task: a LightningModule that owns the steps, the optimiser, fit/evaluate/predict/save/load.
+
+A task module subclasses `Task` once and fills in, top to bottom: its heads, how it adapts data, its loss,
+its metrics, how it decodes outputs, and its plots. Everything the tasks have in common lives here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from tqdm.auto import tqdm
+
+from visionheads._registry import Registry
+from visionheads.backbones import Backbone, create_backbone
+from visionheads.data.images import read_image
+from visionheads.data.pipeline import make_loader
+from visionheads.data.samples import as_image, require_keys
+from visionheads.data.sources import Source, resolve_source
+from visionheads.engine import build_trainer
+from visionheads.errors import ConfigError, DataError
+from visionheads.tasks._checkpoint import read_checkpoint, write_checkpoint
+from visionheads.tasks.history import History
+
+HeadBuilder = Callable[..., nn.Module]  # (in_channels, strides, out_features, **options) -> nn.Module
+STRATEGIES = ("auto", "scratch", "features", "freeze", "finetune")
+_TASKS: Registry[type[Task]] = Registry("task", "list_tasks() shows all")
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a Task subclass available as `Task(cls.name)`."""
+    _TASKS.register(cls.name, cls)
+    return cls
+
+
+def task_class(name: str) -> type[Task]:
+    """The Task subclass registered as `name`."""
+    import visionheads.tasks  # noqa: F401  (importing the package registers every task)
+
+    return _TASKS.get(name)
+
+
+def list_tasks() -> list[str]:
+    """Names of all tasks."""
+    import visionheads.tasks  # noqa: F401
+
+    return _TASKS.names()
+
+
+class Task(L.LightningModule):
+    """`Task("classification", backbone="resnet18", ...)`: a backbone, a head, and what trains and judges them."""
+
+    name: ClassVar[str] = ""
+    heads: ClassVar[dict[str, HeadBuilder]] = {}
+    default_head: ClassVar[str] = ""
+    target_key: ClassVar[str] = "label"  # the target of (images, targets) arrays
+    option_defaults: ClassVar[dict[str, Any]] = {}
+    monitor: ClassVar[tuple[str, str]] = ("val_loss", "min")
+
+    def __new__(cls, name: str | None = None, *args: Any, **kwargs: Any) -> Task:
+        # Task("segmentation", ...) builds the registered subclass, as pathlib.Path("x") builds a PosixPath.
+        if cls is Task:
+            if name is None:
+                raise ConfigError(f"Task needs a task name; one of {list_tasks()}")
+            cls = task_class(name)
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        backbone: str | Backbone = "simple_cnn",
+        head: str | None = None,
+        weights: str | Path | None = None,
+        in_chans: int = 3,
+        image_size: int | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        seed: int = 0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        if name is not None and name != self.name:
+            raise ConfigError(f"{type(self).__name__} is the {self.name!r} task, not {name!r}")
+        unknown = sorted(set(options) - set(self.option_defaults))
+        if unknown:
+            valid = ", ".join(sorted(self.option_defaults)) or "none"
+            raise ConfigError(f"task {self.name!r} has no option(s) {unknown}; its options: {valid}")
+        head = head or self.default_head
+        if head not in self.heads:
+            raise ConfigError(
+                f"unknown head {head!r} for task {self.name!r}; valid: {sorted(self.heads)} (list_heads())"
+            )
+        L.seed_everything(seed, verbose=False)  # before building, so initial weights are reproducible
+        self.backbone = backbone if isinstance(backbone, Backbone) else create_backbone(
+            backbone, weights=weights, in_chans=in_chans
+        )
+        self.in_chans = self.backbone.in_chans
+        self.image_size = int(image_size or self.backbone.input_size)
+        if self.image_size < self.backbone.min_input_size:
+            raise ConfigError(
+                f"image_size={self.image_size} is below what backbone {self.backbone.name!r} accepts "
+                f"({self.backbone.min_input_size}); raise image_size"
+            )
+        self.head_name = head
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names is not None else None
+        if self.class_names is not None and num_classes is not None and len(self.class_names) != num_classes:
+            raise ConfigError(f"{len(self.class_names)} class_names given but num_classes={num_classes}")
+        self.seed = seed
+        self.mean = tuple(mean) if mean is not None else self.backbone.mean
+        self.std = tuple(std) if std is not None else self.backbone.std
+        self.options = {**self.option_defaults, **options}
+        self.head: nn.Module | None = None
+        self.history_rows: list[dict[str, float]] = []
+        self.history: History | None = None
+        self.run_dir: Path | None = None
+        self.last_evaluation: Any = None
+        self._fit_settings: dict[str, Any] = {"lr": 1e-3, "weight_decay": 0.01, "strategy": "scratch"}
+        self._body_frozen = False
+        self._reset_epoch_state()
+        if self.head_outputs() is not None:
+            self.build_head()
+
+    # ----- hooks a task fills in -------------------------------------------------------------------
+    def head_outputs(self) -> int | None:
+        """How many numbers the head emits per image (None while unknown, e.g. before classes are seen)."""
+        raise NotImplementedError
+
+    def source_from_path(self, path: Path, channels: int) -> Source:
+        """Read a path of this task's data format."""
+        raise NotImplementedError
+
+    def check_data(self, source: Source, *, fitting: bool) -> None:
+        """Check `source` against the task (and learn e.g. the classes from it when `fitting`)."""
+
+    def sample_keys(self) -> tuple[str, ...]:
+        """Keys every sample must hold."""
+        return ("image", self.target_key)
+
+    def train_transform(self, source: Source) -> Any:
+        """The albumentations pipeline for training samples."""
+        raise NotImplementedError
+
+    def eval_transform(self) -> Any:
+        """The albumentations pipeline for evaluation and prediction."""
+        raise NotImplementedError
+
+    def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, torch.Tensor]:
+        """One checked sample (image already HxWxC uint8) through `pipeline` to tensors."""
+        raise NotImplementedError
+
+    def compute_loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of a batch."""
+        raise NotImplementedError
+
+    def new_metrics(self) -> Any:
+        """An accumulator with `update(outputs, batch)` and `compute() -> dict[str, float]`."""
+        raise NotImplementedError
+
+    def decode(self, outputs: torch.Tensor) -> list[Any]:
+        """Raw head outputs of a batch to plain Python/NumPy predictions."""
+        raise NotImplementedError
+
+    def task_plots(self, out_dir: Path) -> list[Path]:
+        """The task's own figures (e.g. a confusion matrix of the last evaluation)."""
+        return []
+
+    # ----- model ---------------------------------------------------------------------------------
+    def build_head(self) -> None:
+        """(Re)build the head for `head_outputs()` outputs."""
+        outputs = self.head_outputs()
+        if outputs is None:
+            raise ConfigError(f"task {self.name!r} cannot build its head yet: the number of outputs is unknown")
+        build = self.heads[self.head_name]
+        head_options = {k: v for k, v in self.options.items() if k in _head_option_names(build)}
+        self.head = build(self.backbone.channels, self.backbone.strides, outputs, **head_options)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images: float normalised, shape (B, in_chans, H, W). Returns: the head's raw outputs."""
+        if self.head is None:
+            raise ConfigError(f"the {self.name!r} task has no head yet: pass num_classes or call fit() first")
+        return self.head(self.backbone(images))
+
+    def train(self, mode: bool = True) -> Task:
+        super().train(mode)
+        if self._body_frozen:
+            self.backbone.eval()  # a frozen body keeps its BatchNorm statistics
+        return self
+
+    def set_body_frozen(self, frozen: bool) -> None:
+        """Freeze (or unfreeze) the backbone: no gradients, BatchNorm in eval mode."""
+        self._body_frozen = frozen
+        self.backbone.requires_grad_(not frozen)
+        self.train(self.training)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this task, as plain data."""
+        return {
+            "task": self.name,
+            "backbone": self.backbone.name,
+            "head": self.head_name,
+            "in_chans": self.in_chans,
+            "image_size": self.image_size,
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "seed": self.seed,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "options": dict(self.options),
+        }
+
+    # ----- Lightning steps -------------------------------------------------------------------------
+    def _reset_epoch_state(self) -> None:
+        self._train_loss_sum = torch.zeros(())
+        self._train_batches = 0
+        self._val_loss_sum = torch.zeros(())
+        self._val_batches = 0
+        self._val_metrics: Any = None
+        self._last_val: dict[str, float] = {}
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        loss = self.compute_loss(self(batch["image"]), batch)
+        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss.detach()
+        self._train_batches += 1
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(batch["image"]))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_metrics = self.new_metrics()
+        self._val_loss_sum, self._val_batches = torch.zeros(()), 0
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        outputs = self(batch["image"])
+        self._val_loss_sum = self._val_loss_sum.to(outputs.device) + self.compute_loss(outputs, batch).detach()
+        self._val_batches += 1
+        self._val_metrics.update(outputs, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_batches == 0:
+            return
+        values = {"val_loss": float(self._val_loss_sum / self._val_batches)}
+        values |= {f"val_{key}": value for key, value in self._val_metrics.compute().items()}
+        self.log_dict(values, prog_bar=False, sync_dist=True)
+        if not self.trainer.sanity_checking:
+            self._last_val = values
+            self.last_evaluation = self._val_metrics
+
+    def epoch_row(self) -> dict[str, float]:
+        """Close the epoch: its train loss and last validation metrics, as one History row."""
+        row: dict[str, float] = {"epoch": self.current_epoch}
+        if self._train_batches:
+            row["train_loss"] = float(self._train_loss_sum / self._train_batches)
+        row |= self._last_val
+        self._train_loss_sum, self._train_batches, self._last_val = torch.zeros(()), 0, {}
+        return row
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        settings = self._fit_settings
+        lr = settings["lr"]
+        groups = [{"params": list(self.head.parameters()), "lr": lr, "name": "head"}]
+        if settings["strategy"] in ("scratch", "finetune"):
+            body_lr = lr * (settings.get("body_lr_scale", 0.1) if settings["strategy"] == "finetune" else 1.0)
+            groups.insert(0, {"params": list(self.backbone.parameters()), "lr": body_lr, "name": "body"})
+        optimizer = torch.optim.AdamW(groups, weight_decay=settings["weight_decay"])
+        if settings.get("schedule", "onecycle") == "constant":
+            return {"optimizer": optimizer}
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=[group["lr"] for group in groups],
+            total_steps=max(1, int(self.trainer.estimated_stepping_batches)),
+            pct_start=0.2,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_epoch_start(self) -> None:
+        freeze_epochs = self._fit_settings.get("freeze_epochs", 0)
+        if self._fit_settings["strategy"] == "finetune":
+            self.set_body_frozen(self.current_epoch < freeze_epochs)
+
+    # ----- data ------------------------------------------------------------------------------------
+    def resolve(self, data: Any) -> Source:
+        """Any accepted data argument to a Source for this task."""
+        return resolve_source(
+            data, channels=self.in_chans, target_key=self.target_key, from_path=self.source_from_path
+        )
+
+    def sample_transform(self, pipeline: Any, description: str) -> Callable[[dict[str, Any], int], dict]:
+        """Per-sample check + augmentation + tensor conversion, naming the sample in every error."""
+
+        def transform(sample: dict[str, Any], index: int) -> dict[str, torch.Tensor]:
+            where = f"{description}[{index}]"
+            sample = dict(require_keys(sample, self.sample_keys(), where))
+            sample["image"] = as_image(sample["image"], f"{where}['image']", channels=self.in_chans)
+            return self.to_tensors(pipeline, sample, where)
+
+        return transform
+
+    def _loader(self, source: Source, *, train: bool, batch_size: int, num_workers: int) -> torch.utils.data.DataLoader:
+        pipeline = self.train_transform(source) if train else self.eval_transform()
+        return make_loader(
+            source.dataset,
+            self.sample_transform(pipeline, source.description),
+            batch_size=batch_size,
+            shuffle=train,
+            num_workers=num_workers,
+            drop_last=train and len(source.dataset) > batch_size,  # no 1-sample batch to upset BatchNorm
+        )
+
+    # ----- the public workflow ---------------------------------------------------------------------
+    def fit(
+        self,
+        train: Any,
+        val: Any = None,
+        *,
+        epochs: int = 10,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        strategy: str = "auto",
+        devices: int | str | list[int] = "auto",
+        precision: str | int = "auto",
+        callbacks: list[L.Callback] | None = None,
+        weight_decay: float = 0.01,
+        patience: int | None = None,
+        num_workers: int | None = None,
+        project: str | Path = "runs",
+        name: str | None = None,
+        plots: bool = True,
+        distributed: str = "auto",
+        **trainer_kwargs: Any,
+    ) -> History:
+        """Train on `train` (validating on `val`, or the built-in val split) and return the History."""
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
+        if epochs < 1 or batch_size < 1 or not lr > 0:
+            raise ConfigError(f"epochs, batch_size and lr must be positive (got {epochs}, {batch_size}, {lr})")
+        L.seed_everything(self.seed, verbose=False)
+        train_source = self.resolve(train)
+        if val is None and train_source.val and train_source.description.endswith(":train"):
+            val = train_source.val
+        self.check_data(train_source, fitting=True)
+        val_source = self.resolve(val) if val is not None else None
+        if val_source is not None:
+            self.check_data(val_source, fitting=False)
+        if strategy == "auto":
+            strategy = "finetune" if self.backbone.weights is not None else "scratch"
+        if strategy == "features":
+            from visionheads.tasks._features import fit_on_features
+
+            return fit_on_features(self, train_source, val_source, epochs=epochs, batch_size=batch_size, lr=lr,
+                                   weight_decay=weight_decay, project=project, name=name, plots=plots)
+        self._fit_settings = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "strategy": strategy,
+            "freeze_epochs": max(1, epochs // 5) if strategy == "finetune" and epochs > 1 else 0,
+        }
+        self.set_body_frozen(strategy == "freeze")
+        if num_workers is None:
+            num_workers = min(8, (torch.get_num_threads() or 1) - 1) if torch.cuda.is_available() else 0
+        train_loader = self._loader(train_source, train=True, batch_size=batch_size, num_workers=num_workers)
+        val_loader = (
+            self._loader(val_source, train=False, batch_size=batch_size, num_workers=num_workers)
+            if val_source is not None
+            else None
+        )
+        monitor, mode = self.monitor if val_loader is not None else ("train_loss", "min")
+        self.run_dir = new_run_dir(project, self.name, name)
+        (self.run_dir / "config.yaml").write_text(
+            yaml.safe_dump({"task": self.config, "fit": {"epochs": epochs, "batch_size": batch_size, "lr": lr,
+                                                          "strategy": strategy, "train": train_source.description,
+                                                          "val": val_source.description if val_source else None}})
+        )
+        trainer, saver = build_trainer(
+            run_dir=self.run_dir, epochs=epochs, monitor=monitor, mode=mode, devices=devices, precision=precision,
+            distributed=distributed, patience=patience, callbacks=callbacks, **trainer_kwargs,
+        )
+        self.history_rows = []
+        self._reset_epoch_state()
+        trainer.fit(self, train_loader, val_loader)
+        self.set_body_frozen(False)
+        if saver.best_epoch is not None and saver.best_epoch != self.history_rows[-1]["epoch"]:
+            _, best_state = read_checkpoint(self.run_dir / "best.pt")
+            self.load_state_dict(best_state)  # evaluate and save the best epoch, as Keras' restore_best_weights
+        self.history = History(list(self.history_rows), self.run_dir, saver.best_epoch, monitor)
+        if plots:
+            self.plot(self.run_dir)
+        print(f"results saved to {self.run_dir}", file=sys.stderr)
+        return self.history
+
+    @torch.inference_mode()
+    def evaluate(self, data: Any, *, batch_size: int = 64) -> dict[str, float]:
+        """Metrics of the task on `data` as plain floats under stable names."""
+        source = self.resolve(data)
+        self.check_data(source, fitting=False)
+        loader = self._loader(source, train=False, batch_size=batch_size, num_workers=0)
+        device = _inference_device()
+        self.to(device).eval()
+        metrics = self.new_metrics()
+        loss_sum, batches = 0.0, 0
+        for batch in tqdm(loader, desc=f"evaluate {source.description}", disable=not sys.stderr.isatty(), leave=False):
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            outputs = self(batch["image"])
+            loss_sum += float(self.compute_loss(outputs, batch))
+            batches += 1
+            metrics.update(outputs, batch)
+        self.last_evaluation = metrics
+        return {"loss": loss_sum / max(batches, 1), **metrics.compute()}
+
+    @torch.inference_mode()
+    def predict(self, images: Any, *, batch_size: int = 64) -> list[Any]:
+        """Predictions for image files, one HxWxC array, or a batch NxHxWxC; one result per image."""
+        items = _as_image_list(images)
+        pipeline = self.eval_transform()
+        device = _inference_device()
+        self.to(device).eval()
+        results: list[Any] = []
+        for start in range(0, len(items), batch_size):
+            tensors = []
+            for offset, item in enumerate(items[start : start + batch_size]):
+                where = str(item) if isinstance(item, (str, Path)) else f"images[{start + offset}]"
+                array = read_image(item, self.in_chans) if isinstance(item, (str, Path)) else item
+                tensors.append(pipeline(image=as_image(array, where, channels=self.in_chans))["image"])
+            results += self.decode(self(torch.stack(tensors).to(device)))
+        return results
+
+    def save(self, path: str | Path) -> Path:
+        """Write weights, config and class names to one file (atomically)."""
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        return write_checkpoint(path, self.config, state)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Task:
+        """Rebuild a saved task; the file is read with weights_only=True, so it cannot run code."""
+        config, state_dict = read_checkpoint(path)
+        task = Task(
+            config["task"],
+            backbone=config["backbone"],
+            head=config["head"],
+            in_chans=config["in_chans"],
+            image_size=config["image_size"],
+            num_classes=config["num_classes"],
+            class_names=config["class_names"],
+            seed=config["seed"],
+            mean=config["mean"],
+            std=config["std"],
+            **config["options"],
+        )
+        if task.head is None:
+            task.build_head()
+        task.load_state_dict(state_dict)
+        return task.eval()
+
+    def plot(self, out_dir: str | Path | None = None, data: Any = None) -> list[Path]:
+        """Save training curves and the task's figures as PNG to `out_dir` (default: the run folder)."""
+        from visionheads.viz.curves import plot_history
+
+        out_dir = Path(out_dir or self.run_dir or ".")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if data is not None:
+            self.evaluate(data)
+        paths = []
+        if self.history_rows:
+            paths.append(plot_history(self.history_rows, out_dir / "curves.png", title=f"{self.name} training"))
+        return paths + self.task_plots(out_dir)
+
+    @classmethod
+    def from_recipe(cls, path: str | Path, **overrides: Any) -> Task:
+        """Build, train and test the task a recipe YAML describes; overrides like `epochs=3` or `fit.lr=0.01`."""
+        from visionheads.tasks.recipe import run_recipe
+
+        return run_recipe(path, overrides)
+
+
+def new_run_dir(project: str | Path, task_name: str, name: str | None) -> Path:
+    """runs/<task>/<name or timestamp>, made unique with a -2, -3... suffix (as Ultralytics does)."""
+    base = Path(project) / task_name / (name or datetime.now().strftime("%Y%m%d-%H%M%S"))
+    candidate, counter = base, 2
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{counter}")
+        counter += 1
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def _inference_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _as_image_list(images: Any) -> list[Any]:
+    if isinstance(images, (str, Path)):
+        return [images]
+    if isinstance(images, np.ndarray) or isinstance(images, torch.Tensor):
+        array = np.asarray(images)
+        if array.ndim == 4 or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
+            return list(array)  # a batch (N, H, W, C) or greyscale (N, H, W)
+        return [array]
+    if isinstance(images, Sequence) and images:
+        return list(images)
+    raise DataError(f"predict takes image paths or HxWxC arrays, got {type(images).__name__}")
+
+
+def _head_option_names(build: HeadBuilder) -> set[str]:
+    import inspect
+
+    return {
+        p.name for p in inspect.signature(build).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }

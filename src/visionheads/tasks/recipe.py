@@ -1,0 +1,95 @@
+"""Recipes: a small YAML of the Task(...) arguments, the fit(...) arguments and the train/val/test data."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from visionheads.errors import ConfigError
+from visionheads.tasks.base import Task
+
+SECTIONS = ("task", "data", "fit")
+DATA_KEYS = ("train", "val", "test")
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Read a recipe and apply overrides (`"fit.epochs": 3` or bare `epochs=3`); checks its shape."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe not found")
+    try:
+        recipe = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(recipe, dict) or set(recipe) - set(SECTIONS) or "task" not in recipe:
+        raise ConfigError(f"{path}: a recipe has the sections {SECTIONS} (task required), found {list(recipe)}")
+    recipe = {section: dict(recipe.get(section) or {}) for section in SECTIONS}
+    for key, value in (overrides or {}).items():
+        section, name = _locate(key)
+        recipe[section][name] = value
+    if "name" not in recipe["task"]:
+        raise ConfigError(f"{path}: task.name is missing (one of the task names, e.g. classification)")
+    unknown = set(recipe["data"]) - set(DATA_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown data key(s) {sorted(unknown)}; use {DATA_KEYS}")
+    if "train" not in recipe["data"]:
+        raise ConfigError(f"{path}: data.train is missing")
+    return recipe
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`["fit.epochs=3", "backbone=resnet18"]` to a dict, values read as YAML scalars."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {pair!r} must look like key=value (e.g. epochs=3 or fit.lr=0.01)")
+        overrides[key] = yaml.safe_load(value) if value else None
+    return overrides
+
+
+def _locate(key: str) -> tuple[str, str]:
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section not in SECTIONS:
+            raise ConfigError(f"override {key!r}: unknown section {section!r}; use {SECTIONS}")
+        return section, name
+    if key in DATA_KEYS:
+        return "data", key
+    if key in inspect.signature(Task.fit).parameters:
+        return "fit", key
+    return "task", key
+
+
+def run_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Task:
+    """Build the task, fit it, evaluate on data.test (printed and kept in history.test_metrics)."""
+    recipe = copy.deepcopy(load_recipe(path, overrides))
+    task_args = recipe["task"]
+    task = Task(task_args.pop("name"), **task_args)
+    data = recipe["data"]
+    history = task.fit(data["train"], data.get("val"), **recipe["fit"])
+    if data.get("test") is not None:
+        metrics = task.evaluate(data["test"])
+        history.test_metrics = metrics
+        print(format_metrics(metrics, title=f"test metrics on {data['test']}"))
+        if history.run_dir is not None:
+            (history.run_dir / "test_metrics.yaml").write_text(yaml.safe_dump({"data": str(data["test"]), **metrics}))
+    return task
+
+
+def format_metrics(metrics: dict[str, float], *, title: str) -> str:
+    """A two-column table of metric names and values."""
+    width = max(len(key) for key in metrics) if metrics else 0
+    lines = [title, "-" * max(len(title), width + 12)]
+    lines += [f"{key:<{width}}  {value:>10.4f}" for key, value in metrics.items()]
+    return "\n".join(lines)
+
+
+def echo(text: str) -> None:
+    """Print to stdout, flushed (progress goes to stderr)."""
+    print(text, file=sys.stdout, flush=True)
