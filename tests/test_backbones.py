@@ -33,7 +33,7 @@ def test_every_backbone_returns_declared_channels_fine_to_coarse(name, in_chans)
     assert len(backbone.strides) == len(feats)
     sides = [f.shape[-1] for f in feats]
     assert sides == sorted(sides, reverse=True)  # fine to coarse
-    for side, stride in zip(sides, backbone.strides):
+    for side, stride in zip(sides, backbone.strides, strict=False):
         assert side <= size // stride + 1
 
 

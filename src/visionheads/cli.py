@@ -113,7 +113,7 @@ def _predict(args: argparse.Namespace) -> int:
     from visionheads.tasks.recipe import echo
 
     task = vh.Task.load(args.checkpoint)
-    for image, result in zip(args.images, task.predict(args.images)):
+    for image, result in zip(args.images, task.predict(args.images), strict=False):
         shown = {k: v for k, v in result.items() if k != "probs"} if isinstance(result, dict) else result
         echo(f"{image}: {shown}")
     return 0

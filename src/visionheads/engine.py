@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
-import warnings
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from visionheads.errors import ConfigError
 
@@ -28,14 +28,14 @@ for _message in (
 
 
 def resolve_accelerator(devices: int | str | list[int]) -> str:
-    """"gpu" when CUDA is present (and devices allow it), else "cpu"."""
+    """ "gpu" when CUDA is present (and devices allow it), else "cpu"."""
     if devices == "cpu":
         return "cpu"
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_precision(precision: str | int, accelerator: str) -> str:
-    """"auto": bf16 mixed on GPUs that support it, fp16 mixed on older GPUs, float32 on the CPU."""
+    """ "auto": bf16 mixed on GPUs that support it, fp16 mixed on older GPUs, float32 on the CPU."""
     if precision != "auto":
         return str(precision)
     if accelerator == "gpu":

@@ -34,7 +34,7 @@ class Backbone(nn.Module):
         super().__init__()
         if len(channels) != len(strides) or not channels:
             raise ConfigError(f"backbone {name!r}: channels {channels} and strides {strides} must pair up")
-        if any(b < a for a, b in zip(strides, strides[1:])):
+        if any(b < a for a, b in zip(strides, strides[1:], strict=False)):
             raise ConfigError(f"backbone {name!r}: strides {strides} must not decrease (fine to coarse)")
         self.body = body
         self.name = name

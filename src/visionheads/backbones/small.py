@@ -72,7 +72,14 @@ def build_lenet5(*, in_chans: int, tag: str | None, state_dict: dict | None) -> 
     """LeNet-5 body: channels [6, 16, 120], strides [2, 4, 8]."""
     body = LeNet5(in_chans)
     _load_local("lenet5", body, state_dict)
-    return Backbone(body, name="lenet5", channels=[6, 16, 120], strides=[2, 4, 8], in_chans=in_chans, min_input_size=16, input_size=32
+    return Backbone(
+        body,
+        name="lenet5",
+        channels=[6, 16, 120],
+        strides=[2, 4, 8],
+        in_chans=in_chans,
+        min_input_size=16,
+        input_size=32,
     )
 
 

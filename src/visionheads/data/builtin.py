@@ -20,9 +20,7 @@ def _digits_source(args: list[str], channels: int) -> Source:
     if channels != 1:
         images = [change_channels(image, channels) for image in samples.images]
         samples = ArraySamples(images, label=samples.targets["label"], class_names=samples.class_names)
-    return Source(
-        samples, f"digits:{split}", class_names=samples.class_names, flips_ok=False, val="digits:val"
-    )
+    return Source(samples, f"digits:{split}", class_names=samples.class_names, flips_ok=False, val="digits:val")
 
 
 register_dataset("digits", _digits_source)

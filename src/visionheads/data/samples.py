@@ -19,7 +19,9 @@ def as_image(image: Any, where: str, channels: int | None = None) -> np.ndarray:
     if array.ndim != 3:
         raise DataError(f"{where}: image must be HxW or HxWxC, got shape {array.shape}")
     if array.shape[0] in (1, 3) and array.shape[2] not in (1, 3, 4):
-        raise DataError(f"{where}: image of shape {array.shape} looks channels-first; give HxWxC (np.transpose(img, (1, 2, 0)))")
+        raise DataError(
+            f"{where}: image of shape {array.shape} looks channels-first; give HxWxC (np.transpose(img, (1, 2, 0)))"
+        )
     if array.dtype != np.uint8:
         array = _float_to_uint8(array, where)
     if channels is not None and array.shape[2] != channels:

@@ -86,9 +86,7 @@ def resolve_source(
     if isinstance(data, (str, Path)):
         path = Path(data).expanduser()
         if not path.exists():
-            raise DataError(
-                f"{data}: neither a built-in dataset ({', '.join(list_datasets())}) nor an existing path"
-            )
+            raise DataError(f"{data}: neither a built-in dataset ({', '.join(list_datasets())}) nor an existing path")
         return from_path(path, channels)
     if isinstance(data, tuple) and len(data) == 2:
         images, targets = data

@@ -15,9 +15,13 @@ class PooledLinear(nn.Module):
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_channels[-1], out_features))
 
+    def pooled(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """features: stage maps, fine to coarse. Returns: the deepest map averaged, (B, C)."""
+        return self.pool(features[-1])
+
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """features: stage maps, fine to coarse. Returns: (B, out_features)."""
-        return self.classifier(self.pool(features[-1]))  # pool: (B, C)
+        return self.classifier(self.pooled(features))
 
 
 class PooledMLP(nn.Module):
@@ -42,6 +46,8 @@ class PooledMLP(nn.Module):
             nn.Linear(hidden, out_features),
         )
 
+    pooled = PooledLinear.pooled
+
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """features: stage maps, fine to coarse. Returns: (B, out_features)."""
-        return self.classifier(self.pool(features[-1]))
+        return self.classifier(self.pooled(features))

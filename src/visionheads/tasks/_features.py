@@ -26,7 +26,7 @@ def cache_features(task: Task, source: Source, batch_size: int) -> tuple[torch.T
     task.to(device).eval()
     features, targets = [], []
     for batch in tqdm(loader, desc=f"features of {source.description}", disable=not sys.stderr.isatty()):
-        features.append(task.head.pool(task.backbone(batch["image"].to(device))).float().cpu())
+        features.append(task.head.pooled(task.backbone(batch["image"].to(device))).float().cpu())
         targets.append({k: v for k, v in batch.items() if k != "image"})
     joined = {key: torch.cat([t[key] for t in targets]) for key in targets[0]}
     return torch.cat(features), joined
@@ -48,7 +48,7 @@ def fit_on_features(
     """Train `task.head.classifier` on cached features; the body never changes."""
     from visionheads.tasks.base import new_run_dir
 
-    if not (hasattr(task.head, "pool") and hasattr(task.head, "classifier")):
+    if not (hasattr(task.head, "pooled") and hasattr(task.head, "classifier")):
         raise ConfigError(f"strategy='features' needs a pooled head (e.g. linear, mlp), not {task.head_name!r}")
     task.set_body_frozen(True)
     task.run_dir = new_run_dir(project, task.name, name)
@@ -74,7 +74,7 @@ def fit_on_features(
             loss.backward()
             optimizer.step()
             schedule.step()
-            total += float(loss)
+            total += float(loss.detach())
         row: dict[str, Any] = {"epoch": epoch, "train_loss": total / steps_per_epoch}
         if val_data is not None:
             classifier.eval()
@@ -91,10 +91,12 @@ def fit_on_features(
         if best is None or (value < best if mode == "min" else value > best):
             best, best_epoch = value, epoch
             task.save(task.run_dir / "best.pt")
-        print(f"epoch {epoch + 1}/{epochs}  " + "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"),
-              file=sys.stderr)
+        print(
+            f"epoch {epoch + 1}/{epochs}  " + "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"),
+            file=sys.stderr,
+        )
     task.set_body_frozen(False)
-    if best_epoch != epochs - 1:
+    if val_data is not None and best_epoch != epochs - 1:
         task.load_state_dict(read_checkpoint(task.run_dir / "best.pt")[1])
     task.history_rows = rows
     task.history = History(rows, task.run_dir, best_epoch, monitor)

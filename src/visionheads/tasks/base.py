@@ -102,8 +102,10 @@ class Task(L.LightningModule):
                 f"unknown head {head!r} for task {self.name!r}; valid: {sorted(self.heads)} (list_heads())"
             )
         L.seed_everything(seed, verbose=False)  # before building, so initial weights are reproducible
-        self.backbone = backbone if isinstance(backbone, Backbone) else create_backbone(
-            backbone, weights=weights, in_chans=in_chans
+        self.backbone = (
+            backbone
+            if isinstance(backbone, Backbone)
+            else create_backbone(backbone, weights=weights, in_chans=in_chans)
         )
         self.in_chans = self.backbone.in_chans
         self.image_size = int(image_size or self.backbone.input_size)
@@ -292,9 +294,7 @@ class Task(L.LightningModule):
     # ----- data ------------------------------------------------------------------------------------
     def resolve(self, data: Any) -> Source:
         """Any accepted data argument to a Source for this task."""
-        return resolve_source(
-            data, channels=self.in_chans, target_key=self.target_key, from_path=self.source_from_path
-        )
+        return resolve_source(data, channels=self.in_chans, target_key=self.target_key, from_path=self.source_from_path)
 
     def sample_transform(self, pipeline: Any, description: str) -> Callable[[dict[str, Any], int], dict]:
         """Per-sample check + augmentation + tensor conversion, naming the sample in every error."""
@@ -306,6 +306,14 @@ class Task(L.LightningModule):
             return self.to_tensors(pipeline, sample, where)
 
         return transform
+
+    def _check_first_sample(self, source: Source | None) -> None:
+        # Fail before training starts, not at a random batch of epoch 3.
+        if source is None:
+            return
+        if len(source.dataset) == 0:
+            raise DataError(f"{source.description}: the dataset is empty")
+        self.sample_transform(self.eval_transform(), source.description)(source.dataset[0], 0)
 
     def _loader(self, source: Source, *, train: bool, batch_size: int, num_workers: int) -> torch.utils.data.DataLoader:
         pipeline = self.train_transform(source) if train else self.eval_transform()
@@ -340,7 +348,11 @@ class Task(L.LightningModule):
         distributed: str = "auto",
         **trainer_kwargs: Any,
     ) -> History:
-        """Train on `train` (validating on `val`, or the built-in val split) and return the History."""
+        """Train on `train` (validating on `val`, or the built-in val split) and return the History.
+
+        `val=None` validates on a built-in dataset's own val split (if any); `val=False` skips validation.
+        With validation data the task ends holding the weights of its best validated epoch; without, its last.
+        """
         if strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
         if epochs < 1 or batch_size < 1 or not lr > 0:
@@ -349,17 +361,30 @@ class Task(L.LightningModule):
         train_source = self.resolve(train)
         if val is None and train_source.val and train_source.description.endswith(":train"):
             val = train_source.val
+        val = None if val is False else val
         self.check_data(train_source, fitting=True)
         val_source = self.resolve(val) if val is not None else None
         if val_source is not None:
             self.check_data(val_source, fitting=False)
+        for source in (train_source, val_source):
+            self._check_first_sample(source)
         if strategy == "auto":
             strategy = "finetune" if self.backbone.weights is not None else "scratch"
         if strategy == "features":
             from visionheads.tasks._features import fit_on_features
 
-            return fit_on_features(self, train_source, val_source, epochs=epochs, batch_size=batch_size, lr=lr,
-                                   weight_decay=weight_decay, project=project, name=name, plots=plots)
+            return fit_on_features(
+                self,
+                train_source,
+                val_source,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                weight_decay=weight_decay,
+                project=project,
+                name=name,
+                plots=plots,
+            )
         self._fit_settings = {
             "lr": lr,
             "weight_decay": weight_decay,
@@ -378,21 +403,40 @@ class Task(L.LightningModule):
         monitor, mode = self.monitor if val_loader is not None else ("train_loss", "min")
         self.run_dir = new_run_dir(project, self.name, name)
         (self.run_dir / "config.yaml").write_text(
-            yaml.safe_dump({"task": self.config, "fit": {"epochs": epochs, "batch_size": batch_size, "lr": lr,
-                                                          "strategy": strategy, "train": train_source.description,
-                                                          "val": val_source.description if val_source else None}})
+            yaml.safe_dump(
+                {
+                    "task": self.config,
+                    "fit": {
+                        "epochs": epochs,
+                        "batch_size": batch_size,
+                        "lr": lr,
+                        "strategy": strategy,
+                        "train": train_source.description,
+                        "val": val_source.description if val_source else None,
+                    },
+                }
+            )
         )
         trainer, saver = build_trainer(
-            run_dir=self.run_dir, epochs=epochs, monitor=monitor, mode=mode, devices=devices, precision=precision,
-            distributed=distributed, patience=patience, callbacks=callbacks, **trainer_kwargs,
+            run_dir=self.run_dir,
+            epochs=epochs,
+            monitor=monitor,
+            mode=mode,
+            devices=devices,
+            precision=precision,
+            distributed=distributed,
+            patience=patience,
+            callbacks=callbacks,
+            **trainer_kwargs,
         )
         self.history_rows = []
         self._reset_epoch_state()
         trainer.fit(self, train_loader, val_loader)
         self.set_body_frozen(False)
-        if saver.best_epoch is not None and saver.best_epoch != self.history_rows[-1]["epoch"]:
+        validated = val_loader is not None and self.history_rows
+        if validated and saver.best_epoch is not None and saver.best_epoch != self.history_rows[-1]["epoch"]:
             _, best_state = read_checkpoint(self.run_dir / "best.pt")
-            self.load_state_dict(best_state)  # evaluate and save the best epoch, as Keras' restore_best_weights
+            self.load_state_dict(best_state)  # keep the best validated epoch, as Keras' restore_best_weights
         self.history = History(list(self.history_rows), self.run_dir, saver.best_epoch, monitor)
         if plots:
             self.plot(self.run_dir)
@@ -514,6 +558,4 @@ def _as_image_list(images: Any) -> list[Any]:
 def _head_option_names(build: HeadBuilder) -> set[str]:
     import inspect
 
-    return {
-        p.name for p in inspect.signature(build).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
+    return {p.name for p in inspect.signature(build).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}

@@ -16,6 +16,8 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str] | None, path: Path
     axis = figure.subplots()
     display = ConfusionMatrixDisplay(matrix, display_labels=class_names)
     display.plot(ax=axis, colorbar=False, values_format="d", xticks_rotation=45 if len(matrix) > 8 else "horizontal")
-    axis.set_title(f"confusion matrix ({int(matrix.sum())} images, accuracy {np.trace(matrix) / max(matrix.sum(), 1):.3f})")
+    axis.set_title(
+        f"confusion matrix ({int(matrix.sum())} images, accuracy {np.trace(matrix) / max(matrix.sum(), 1):.3f})"
+    )
     figure.savefig(path, dpi=110)
     return path

@@ -15,7 +15,7 @@ def plot_history(rows: list[dict[str, float]], path: Path, *, title: str = "trai
     metrics = [key for key in keys if key not in losses]
     figure = Figure(figsize=(11 if metrics else 6, 4), layout="constrained")
     axes = figure.subplots(1, 2 if metrics else 1, squeeze=False)[0]
-    for axis, group, label in zip(axes, (losses, metrics), ("loss", "metric")):
+    for axis, group, label in zip(axes, (losses, metrics), ("loss", "metric"), strict=False):
         for key in group:
             axis.plot(epochs, [row.get(key, float("nan")) for row in rows], marker="o", markersize=3, label=key)
         axis.set_xlabel("epoch")

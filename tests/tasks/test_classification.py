@@ -1,0 +1,194 @@
+"""The classification task end to end: every backbone trains, it learns digits, bad data fails clearly."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tests.conftest import write_class_folders
+
+import visionheads as vh
+from visionheads.data.digits import digits_arrays
+
+FAST = {"plots": False, "batch_size": 8}
+
+
+@pytest.mark.parametrize("backbone", vh.list_backbones())
+def test_every_backbone_runs_a_training_step(backbone):
+    task = vh.Task("classification", backbone=backbone, num_classes=10)
+    size = max(64, task.backbone.min_input_size)
+    images = torch.randn(2, 3, size, size)
+    labels = torch.tensor([1, 7])
+    task.train()
+    loss = task.compute_loss(task(images), {"label": labels})
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in task.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_fit_learns_digits_well_above_chance():
+    task = vh.Task("classification", backbone="simple_cnn", in_chans=1, image_size=16, seed=0)
+    history = task.fit("digits[:600]", "digits:val", epochs=4, batch_size=32, lr=3e-3, plots=False)
+    losses = history["train_loss"]
+    assert losses[-1] < 0.5 * losses[0]
+    metrics = task.evaluate("digits:test")
+    assert metrics["accuracy"] > 0.8  # chance is 0.1
+    assert set(metrics) == {"loss", "accuracy", "macro_f1", "top5_accuracy"}
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert (history.run_dir / "best.pt").is_file() and (history.run_dir / "metrics.csv").is_file()
+
+
+def test_fit_on_arrays_infers_classes_and_writes_plots(tiny_arrays):
+    images, labels = tiny_arrays
+    task = vh.Task("classification", backbone="lenet5", image_size=32)
+    history = task.fit((images, labels), epochs=2, batch_size=8)
+    assert task.num_classes == 4 and task.class_names == ["0", "1", "2", "3"]
+    assert len(history.rows) == 2 and history.monitor == "train_loss"
+    assert (history.run_dir / "curves.png").stat().st_size > 1000
+    assert (history.run_dir / "config.yaml").is_file()
+
+
+def test_class_folders_give_class_names_and_predictions(tmp_path):
+    root = write_class_folders(tmp_path / "pets")
+    task = vh.Task("classification", backbone="lenet5", image_size=32)
+    task.fit(root, root, epochs=1, **FAST)
+    assert task.class_names == ["cat", "dog", "fox"]
+    results = task.predict([root / "dog" / "0.png", root / "cat" / "1.png"])
+    assert [r["label"] in task.class_names for r in results] == [True, True]
+    assert all(abs(r["probs"].sum() - 1) < 1e-5 and r["score"] == r["probs"].max() for r in results)
+    paths = task.plot(tmp_path / "figures")
+    assert [p.name for p in paths] == ["curves.png", "confusion_matrix.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_corrupt_image_is_named(tmp_path):
+    root = write_class_folders(tmp_path / "data")
+    (root / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    with pytest.raises(vh.DataError, match=r"broken\.jpg.*not a readable image"):
+        vh.Task("classification", backbone="lenet5").fit(root, epochs=1, **FAST)
+
+
+def test_empty_class_folder_is_named(tmp_path):
+    root = write_class_folders(tmp_path / "data")
+    (root / "empty_class").mkdir()
+    with pytest.raises(vh.DataError, match=r"empty_class.*holds no images"):
+        vh.Task("classification", backbone="lenet5").fit(root, epochs=1, **FAST)
+
+
+def test_non_image_file_is_named(tmp_path):
+    root = write_class_folders(tmp_path / "data")
+    (root / "cat" / "notes.txt").write_text("not a picture")
+    with pytest.raises(vh.DataError, match=r"notes\.txt.*not an image file"):
+        vh.Task("classification", backbone="lenet5").fit(root, epochs=1, **FAST)
+
+
+def test_num_classes_disagreeing_with_folders_is_a_config_error(tmp_path):
+    root = write_class_folders(tmp_path / "data")
+    task = vh.Task("classification", backbone="lenet5", num_classes=5)
+    with pytest.raises(vh.ConfigError, match=r"num_classes=5 but .* has 3 classes"):
+        task.fit(root, epochs=1, **FAST)
+
+
+def test_num_classes_below_the_labels_is_a_config_error(tiny_arrays):
+    images, labels = tiny_arrays
+    with pytest.raises(vh.ConfigError, match=r"num_classes=2 but arrays has 4 classes"):
+        vh.Task("classification", backbone="lenet5", num_classes=2).fit((images, labels), epochs=1, **FAST)
+
+
+def test_wrong_channel_count_in_a_dataset_names_the_sample(tiny_arrays):
+    images, labels = tiny_arrays
+    samples = [{"image": img[:, :, :1], "label": int(lab)} for img, lab in zip(images, labels, strict=False)]
+    task = vh.Task("classification", backbone="lenet5", num_classes=4)
+    with pytest.raises(vh.DataError, match=r"\[0\]\['image'\]: image has 1 channel\(s\) but the task expects 3"):
+        task.fit(samples, epochs=1, **FAST)
+
+
+def test_save_then_load_predicts_identically(tmp_path):
+    images, labels = digits_arrays("val")
+    task = vh.Task("classification", backbone="simple_cnn", in_chans=1, image_size=16)
+    task.fit((images[:120], labels[:120]), epochs=1, **FAST)
+    path = task.save(tmp_path / "model.pt")
+    loaded = vh.Task.load(path)
+    assert loaded.config == task.config
+    batch = images[120:140]
+    before = np.stack([r["probs"] for r in task.predict(batch)])
+    after = np.stack([r["probs"] for r in loaded.predict(batch)])
+    np.testing.assert_array_equal(before, after)
+
+
+def test_loading_a_checkpoint_never_unpickles_objects(tmp_path, capsys):
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("code ran while loading",))
+
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as file:
+        pickle.dump({"format": "visionheads-task", "config": Exploit()}, file)
+    with pytest.raises(vh.ConfigError, match="not a readable visionheads checkpoint"):
+        vh.Task.load(path)
+    assert "code ran" not in capsys.readouterr().out
+
+
+def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    task = vh.Task("classification", backbone="lenet5", num_classes=3)
+    path = task.save(tmp_path / "model.pt")
+    original = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        task.save(path)
+    assert path.read_bytes() == original
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("strategy", ["freeze", "finetune", "features"])
+def test_transfer_strategies_train_the_head(strategy, tmp_path, tiny_arrays):
+    images, labels = tiny_arrays
+    body = vh.create_backbone("simple_cnn")
+    weights = tmp_path / "body.pt"
+    torch.save(body.state_dict(), weights)
+    task = vh.Task("classification", backbone="simple_cnn", weights=weights, num_classes=4, image_size=32)
+    body_before = {k: v.clone() for k, v in task.backbone.state_dict().items()}
+    head_before = {k: v.clone() for k, v in task.head.state_dict().items()}
+    task.fit((images, labels), epochs=3, strategy=strategy, **FAST)
+    body_changed = any(not torch.equal(v, task.backbone.state_dict()[k]) for k, v in body_before.items())
+    head_changed = any(not torch.equal(v, task.head.state_dict()[k]) for k, v in head_before.items())
+    assert head_changed
+    assert body_changed == (strategy == "finetune")
+
+
+def test_unknown_head_option_and_strategy_fail_clearly(tiny_arrays):
+    with pytest.raises(vh.ConfigError, match=r"unknown head 'transformer'.*linear"):
+        vh.Task("classification", head="transformer")
+    with pytest.raises(vh.ConfigError, match=r"no option\(s\) \['dropuot'\]"):
+        vh.Task("classification", dropuot=0.1)
+    with pytest.raises(vh.ConfigError, match="unknown strategy"):
+        vh.Task("classification", backbone="lenet5").fit(tiny_arrays, strategy="magic")
+    with pytest.raises(vh.ConfigError, match=r"unknown task 'clasification'; did you mean 'classification'"):
+        vh.Task("clasification")
+
+
+def test_mlp_head_and_label_smoothing(tiny_arrays):
+    task = vh.Task("classification", backbone="lenet5", head="mlp", hidden=32, label_smoothing=0.1, num_classes=4)
+    history = task.fit(tiny_arrays, epochs=2, **FAST)
+    assert task.head.classifier[0].out_features == 32
+    assert np.isfinite(history["train_loss"]).all()
+
+
+def test_grey_image_files_become_three_channels(tmp_path):
+    root = tmp_path / "grey"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8), mode="L").save(root / name / f"{i}.png")
+    task = vh.Task("classification", backbone="lenet5", image_size=16)
+    task.fit(root, epochs=1, **FAST)
+    assert task.predict(root / "a" / "0.png")[0]["label"] in ("a", "b")
