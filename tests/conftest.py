@@ -28,12 +28,14 @@ def tiny_arrays():
     return images, labels
 
 
-def write_class_folders(root, classes=("cat", "dog", "fox"), per_class=4, size=20):
-    """A tiny ImageFolder tree of seeded noise PNGs; returns the root."""
+@pytest.fixture
+def class_folders(tmp_path):
+    """A tiny ImageFolder tree (cat, dog, fox; 4 seeded noise PNGs each); returns its root."""
+    root = tmp_path / "folders"
     rng = np.random.default_rng(1)
-    for name in classes:
+    for name in ("cat", "dog", "fox"):
         (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)
+        for i in range(4):
+            pixels = rng.integers(0, 255, size=(20, 20, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(root / name / f"{i}.png")
     return root

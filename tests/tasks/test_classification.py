@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.conftest import write_class_folders
 
 import visionheads as vh
 from visionheads.data.digits import digits_arrays
@@ -52,8 +51,8 @@ def test_fit_on_arrays_infers_classes_and_writes_plots(tiny_arrays):
     assert (history.run_dir / "config.yaml").is_file()
 
 
-def test_class_folders_give_class_names_and_predictions(tmp_path):
-    root = write_class_folders(tmp_path / "pets")
+def test_class_folders_give_class_names_and_predictions(tmp_path, class_folders):
+    root = class_folders
     task = vh.Task("classification", backbone="lenet5", image_size=32)
     task.fit(root, root, epochs=1, **FAST)
     assert task.class_names == ["cat", "dog", "fox"]
@@ -65,29 +64,29 @@ def test_class_folders_give_class_names_and_predictions(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
-def test_corrupt_image_is_named(tmp_path):
-    root = write_class_folders(tmp_path / "data")
+def test_corrupt_image_is_named(class_folders):
+    root = class_folders
     (root / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
     with pytest.raises(vh.DataError, match=r"broken\.jpg.*not a readable image"):
         vh.Task("classification", backbone="lenet5").fit(root, epochs=1, **FAST)
 
 
-def test_empty_class_folder_is_named(tmp_path):
-    root = write_class_folders(tmp_path / "data")
+def test_empty_class_folder_is_named(class_folders):
+    root = class_folders
     (root / "empty_class").mkdir()
     with pytest.raises(vh.DataError, match=r"empty_class.*holds no images"):
         vh.Task("classification", backbone="lenet5").fit(root, epochs=1, **FAST)
 
 
-def test_non_image_file_is_named(tmp_path):
-    root = write_class_folders(tmp_path / "data")
+def test_non_image_file_is_named(class_folders):
+    root = class_folders
     (root / "cat" / "notes.txt").write_text("not a picture")
     with pytest.raises(vh.DataError, match=r"notes\.txt.*not an image file"):
         vh.Task("classification", backbone="lenet5").fit(root, epochs=1, **FAST)
 
 
-def test_num_classes_disagreeing_with_folders_is_a_config_error(tmp_path):
-    root = write_class_folders(tmp_path / "data")
+def test_num_classes_disagreeing_with_folders_is_a_config_error(class_folders):
+    root = class_folders
     task = vh.Task("classification", backbone="lenet5", num_classes=5)
     with pytest.raises(vh.ConfigError, match=r"num_classes=5 but .* has 3 classes"):
         task.fit(root, epochs=1, **FAST)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from visionheads.data.digits import SPLITS, digits
-from visionheads.data.samples import ArraySamples, change_channels
+from visionheads.data.mnist import MNIST
+from visionheads.data.rotation import Rotated
+from visionheads.data.samples import change_channels
 from visionheads.data.sources import Source, register_dataset
 from visionheads.errors import DataError
 
@@ -17,10 +19,56 @@ def _split_arg(name: str, args: list[str]) -> str:
 def _digits_source(args: list[str], channels: int) -> Source:
     split = _split_arg("digits", args)
     samples = digits(split)
-    if channels != 1:
-        images = [change_channels(image, channels) for image in samples.images]
-        samples = ArraySamples(images, label=samples.targets["label"], class_names=samples.class_names)
-    return Source(samples, f"digits:{split}", class_names=samples.class_names, flips_ok=False, val="digits:val")
+    dataset = samples if channels == 1 else _Channels(samples, channels)
+    return Source(dataset, f"digits:{split}", class_names=samples.class_names, flips_ok=False, val="digits:val")
 
 
 register_dataset("digits", _digits_source)
+
+
+def _rotated_digits_source(args: list[str], channels: int) -> Source:
+    # rotated-digits[:split[:degrees]]: training reads draw fresh seeded angles, val/test angles are fixed.
+    degrees = float(args[1]) if len(args) > 1 else 45.0
+    split = _split_arg("rotated-digits", args[:1])
+    base = _digits_source([split], channels)
+    rotated = Rotated(base.dataset, degrees, seed={"train": 0, "val": 1, "test": 2}[split], resample=split == "train")
+    suffix = f":{args[1]}" if len(args) > 1 else ""
+    return Source(
+        rotated,
+        f"rotated-digits:{split}{suffix}",
+        class_names=base.class_names,
+        flips_ok=False,
+        val=f"rotated-digits:val{suffix}",
+        extras={"degrees": degrees},
+    )
+
+
+def _mnist_source(args: list[str], channels: int) -> Source:
+    if len(args) != 2:
+        raise DataError(f"mnist:{':'.join(args)}: write mnist:ROOT:train or mnist:ROOT:test (optionally [:N])")
+    root, split = args
+    samples = MNIST(root, split)
+    dataset = samples if channels == 1 else _Channels(samples, channels)
+    return Source(dataset, f"mnist:{root}:{split}", class_names=samples.class_names, flips_ok=False)
+
+
+class _Channels:
+    """A view of a dataset with images converted to `channels` (grey to RGB for 3-channel bodies)."""
+
+    def __init__(self, dataset, channels: int) -> None:
+        self.dataset, self.channels = dataset, channels
+        self.class_names = getattr(dataset, "class_names", None)
+        self.labels = getattr(dataset, "labels", None)
+        self.targets = getattr(dataset, "targets", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = dict(self.dataset[index])
+        sample["image"] = change_channels(sample["image"], self.channels)
+        return sample
+
+
+register_dataset("rotated-digits", _rotated_digits_source)
+register_dataset("mnist", _mnist_source)

@@ -127,7 +127,8 @@ class Task(L.LightningModule):
         self.history_rows: list[dict[str, float]] = []
         self.history: History | None = None
         self.run_dir: Path | None = None
-        self.last_evaluation: Any = None
+        self.last_evaluation: Any = None  # the metric accumulator of the last evaluation (for plots)
+        self.last_evaluated: Source | None = None  # ... and the data it saw
         self._fit_settings: dict[str, Any] = {"lr": 1e-3, "weight_decay": 0.01, "strategy": "scratch"}
         self._body_frozen = False
         self._reset_epoch_state()
@@ -144,7 +145,7 @@ class Task(L.LightningModule):
         raise NotImplementedError
 
     def check_data(self, source: Source, *, fitting: bool) -> None:
-        """Check `source` against the task (and learn e.g. the classes from it when `fitting`)."""
+        """Check `source` against the task; may learn from it (classes, when `fitting`) or adapt it."""
 
     def sample_keys(self) -> tuple[str, ...]:
         """Keys every sample must hold."""
@@ -438,6 +439,7 @@ class Task(L.LightningModule):
             _, best_state = read_checkpoint(self.run_dir / "best.pt")
             self.load_state_dict(best_state)  # keep the best validated epoch, as Keras' restore_best_weights
         self.history = History(list(self.history_rows), self.run_dir, saver.best_epoch, monitor)
+        self.last_evaluated = val_source
         if plots:
             self.plot(self.run_dir)
         print(f"results saved to {self.run_dir}", file=sys.stderr)
@@ -459,25 +461,31 @@ class Task(L.LightningModule):
             loss_sum += float(self.compute_loss(outputs, batch))
             batches += 1
             metrics.update(outputs, batch)
-        self.last_evaluation = metrics
+        self.last_evaluation, self.last_evaluated = metrics, source
         return {"loss": loss_sum / max(batches, 1), **metrics.compute()}
 
     @torch.inference_mode()
     def predict(self, images: Any, *, batch_size: int = 64) -> list[Any]:
         """Predictions for image files, one HxWxC array, or a batch NxHxWxC; one result per image."""
-        items = _as_image_list(images)
+        arrays = self.image_arrays(images)
         pipeline = self.eval_transform()
         device = _inference_device()
         self.to(device).eval()
         results: list[Any] = []
-        for start in range(0, len(items), batch_size):
-            tensors = []
-            for offset, item in enumerate(items[start : start + batch_size]):
-                where = str(item) if isinstance(item, (str, Path)) else f"images[{start + offset}]"
-                array = read_image(item, self.in_chans) if isinstance(item, (str, Path)) else item
-                tensors.append(pipeline(image=as_image(array, where, channels=self.in_chans))["image"])
-            results += self.decode(self(torch.stack(tensors).to(device)))
+        for start in range(0, len(arrays), batch_size):
+            tensors = torch.stack([pipeline(image=array)["image"] for array in arrays[start : start + batch_size]])
+            results += self.decode(self(tensors.to(device)))
         return results
+
+    def image_arrays(self, images: Any) -> list[np.ndarray]:
+        """Image paths, one HxWxC array or a batch (N, H, W[, C]) to checked HxWxC uint8 arrays."""
+        arrays = []
+        for index, item in enumerate(_as_image_list(images)):
+            if isinstance(item, (str, Path)):
+                arrays.append(read_image(item, self.in_chans))
+            else:
+                arrays.append(as_image(item, f"images[{index}]", channels=self.in_chans))
+        return arrays
 
     def save(self, path: str | Path) -> Path:
         """Write weights, config and class names to one file (atomically)."""

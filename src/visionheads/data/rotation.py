@@ -1,0 +1,56 @@
+"""Rotation as a target: turn any image dataset into one whose `angle` is the rotation applied."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from torch.utils.data import Dataset
+
+from visionheads.data.samples import as_image
+from visionheads.errors import ConfigError
+
+
+def rotate_image(image: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate HxWxC uint8 counter-clockwise by `degrees` about the centre, same size, black corners."""
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), float(degrees), 1.0)
+    rotated = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
+    return rotated.reshape(image.shape)
+
+
+class Rotated(Dataset):
+    """Samples of `dataset`, each rotated by an angle drawn from [-degrees, degrees]; the angle is the target.
+
+    With `resample=False` (evaluation) sample i always gets the same angle for a given seed; with
+    `resample=True` (training) every read draws a new one, still reproducible from the seed.
+    """
+
+    def __init__(self, dataset: Dataset, degrees: float = 45.0, *, seed: int = 0, resample: bool = False) -> None:
+        if not 0 < degrees <= 180:
+            raise ConfigError(f"Rotated: degrees must be in (0, 180], got {degrees}")
+        self.dataset = dataset
+        self.degrees = float(degrees)
+        self.seed = seed
+        self.resample = resample
+        self._reads = np.zeros(len(dataset), dtype=np.int64)  # per-sample draw counter for resampling
+        self.class_names = getattr(dataset, "class_names", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def angle(self, index: int) -> float:
+        """The angle sample `index` gets on its next read."""
+        draw = int(self._reads[index]) if self.resample else 0
+        rng = np.random.default_rng([self.seed, index, draw])
+        return float(rng.uniform(-self.degrees, self.degrees))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = dict(self.dataset[index])
+        angle = self.angle(index)
+        if self.resample:
+            self._reads[index] += 1
+        sample["image"] = rotate_image(as_image(sample["image"], f"Rotated[{index}]"), angle)
+        sample["angle"] = angle
+        return sample

@@ -1,0 +1,179 @@
+"""The regression task: angles on the unit circle, circular metrics, rotation and MNIST adapters, errors."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+import visionheads as vh
+from visionheads.data.digits import digits_arrays
+from visionheads.tasks.regression import RegressionMetrics, angle_difference
+
+FAST = {"plots": False, "batch_size": 8}
+
+
+def test_circular_metric_is_right_at_the_wrap():
+    assert angle_difference(179.0, -179.0) == pytest.approx(-2.0)
+    assert angle_difference(-179.0, 179.0) == pytest.approx(2.0)
+    metrics = RegressionMetrics(lambda outputs: outputs, circular=True)
+    metrics.update(torch.tensor([[179.0], [10.0]]), {"target": torch.tensor([[-179.0], [4.0]])})
+    result = metrics.compute()
+    assert result["mae"] == pytest.approx(4.0)  # (2 + 6) / 2, not (358 + 6) / 2
+    assert result["rmse"] == pytest.approx(np.sqrt((4 + 36) / 2))
+    assert result["within_5"] == 0.5 and result["within_10"] == 1.0
+
+
+def test_angle_head_decodes_cos_sin_with_atan2():
+    task = vh.Task("regression", backbone="lenet5", in_chans=1)
+    radians = np.deg2rad([179.0, -179.0, 30.0])
+    outputs = torch.tensor(np.stack([np.cos(radians), np.sin(radians)], axis=1), dtype=torch.float32)
+    assert task.decode(outputs) == pytest.approx([179.0, -179.0, 30.0], abs=1e-4)
+
+
+def test_rotated_adapter_fixes_angles_per_seed_and_resamples_for_training():
+    base = vh.data.ArraySamples(digits_arrays("test")[0][:10, :, :, None], label=np.arange(10))
+    fixed = vh.data.Rotated(base, degrees=30, seed=3)
+    assert [fixed[i]["angle"] for i in range(10)] == [fixed[i]["angle"] for i in range(10)]
+    assert all(abs(fixed[i]["angle"]) <= 30 for i in range(10))
+    assert fixed[0]["angle"] != vh.data.Rotated(base, degrees=30, seed=4)[0]["angle"]
+    fresh = vh.data.Rotated(base, degrees=30, seed=3, resample=True)
+    assert fresh[0]["angle"] != fresh[0]["angle"]
+    assert fresh[0]["image"].shape == base[0]["image"].shape
+    subset = torch.utils.data.Subset(fixed, [2, 5])
+    assert subset[1]["angle"] == fixed[5]["angle"]
+
+
+def test_rotated_digits_builtin_splits_and_range():
+    from visionheads.data.sources import resolve_builtin
+
+    test = resolve_builtin("rotated-digits:test", channels=1)
+    angles = [test.dataset[i]["angle"] for i in range(len(test.dataset))]
+    assert len(angles) == 360 and max(np.abs(angles)) <= 45 and np.std(angles) > 20
+    assert angles == [test.dataset[i]["angle"] for i in range(360)]  # val/test angles are fixed
+    narrow = resolve_builtin("rotated-digits:val:20", channels=1)
+    assert max(abs(narrow.dataset[i]["angle"]) for i in range(50)) <= 20
+
+
+def test_fit_learns_angles_from_scratch():
+    task = vh.Task("regression", backbone="simple_cnn", in_chans=1, image_size=24, seed=0)
+    history = task.fit("rotated-digits[:600]", "rotated-digits:val[:200]", epochs=6, batch_size=32, lr=3e-3,
+                       plots=False)  # fmt: skip
+    assert history["train_loss"][-1] < 0.5 * history["train_loss"][0]
+    metrics = task.evaluate("rotated-digits:test")
+    assert set(metrics) == {"loss", "rmse", "mae", "within_5", "within_10"}
+    assert metrics["rmse"] < 15  # a constant 0° guess scores 26° RMSE on ±45°
+    assert metrics["within_10"] > 0.5
+
+
+def test_predict_and_derotate_and_plots(tmp_path):
+    task = vh.Task("regression", backbone="lenet5", in_chans=1, image_size=24)
+    task.fit("rotated-digits[:64]", "rotated-digits:val[:32]", epochs=1, **FAST)
+    images = digits_arrays("test")[0][:4]
+    angles = task.predict(images)
+    assert len(angles) == 4 and all(isinstance(a, float) and -180 <= a <= 180 for a in angles)
+    upright = task.derotate(images)
+    assert [u.shape for u in upright] == [(32, 32, 1)] * 4
+    task.evaluate("rotated-digits:test[:32]")
+    names = [p.name for p in task.plot(tmp_path)]
+    assert names == ["curves.png", "predicted_vs_true.png", "derotated.png"]
+
+
+def test_data_without_angles_is_rotated_by_the_task(tiny_arrays):
+    images, labels = tiny_arrays
+    task = vh.Task("regression", backbone="lenet5", degrees=30)
+    history = task.fit((images, labels), epochs=1, **FAST)
+    assert np.isfinite(history["train_loss"]).all()
+    assert "rmse" in task.evaluate((images, labels))
+
+
+def test_linear_head_regresses_any_float_vector(tiny_arrays):
+    images, _ = tiny_arrays
+    targets = np.stack([images.mean(axis=(1, 2, 3)), images[:, :, :, 0].std(axis=(1, 2))], axis=1)
+    task = vh.Task("regression", backbone="lenet5", head="linear", target_key="value", target_dim=2)
+    task.fit({"image": images, "value": targets}, epochs=2, **FAST)
+    mean, std = task.options["target_scale"]
+    assert mean == pytest.approx(targets.mean(axis=0).tolist())
+    predictions = task.predict(images[:3])
+    assert all(p.shape == (2,) for p in predictions)
+    assert set(task.evaluate({"image": images, "value": targets})) == {"loss", "rmse", "mae"}
+
+
+def test_save_load_keeps_the_target_scale(tmp_path, tiny_arrays):
+    images, _ = tiny_arrays
+    values = images.mean(axis=(1, 2, 3))
+    task = vh.Task("regression", backbone="lenet5", head="linear", target_key="value")
+    task.fit({"image": images, "value": values}, epochs=1, **FAST)
+    loaded = vh.Task.load(task.save(tmp_path / "r.pt"))
+    assert loaded.predict(images[:4]) == task.predict(images[:4])
+
+
+@pytest.mark.parametrize("backbone", vh.list_backbones())
+def test_every_backbone_runs_a_regression_step(backbone):
+    task = vh.Task("regression", backbone=backbone)
+    size = max(64, task.backbone.min_input_size)
+    outputs = task(torch.randn(2, 3, size, size))
+    loss = task.compute_loss(outputs, {"target": torch.tensor([[10.0], [-30.0]])})
+    loss.backward()
+    assert outputs.shape == (2, 2) and torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in task.parameters() if p.grad is not None)
+
+
+def _angle_samples(angles, channels=1):
+    rng = np.random.default_rng(0)
+    return [{"image": rng.integers(0, 255, (16, 16, channels), dtype=np.uint8), "angle": a} for a in angles]
+
+
+def test_angle_outside_the_declared_range_is_named():
+    task = vh.Task("regression", backbone="lenet5", in_chans=1, degrees=45)
+    with pytest.raises(vh.DataError, match=r"\[1\]\['angle'\]: \[60.0\] is outside the declared range ±45°"):
+        task.evaluate(_angle_samples([10.0, 60.0]))
+
+
+def test_nan_target_is_named():
+    task = vh.Task("regression", backbone="lenet5", in_chans=1)
+    with pytest.raises(vh.DataError, match=r"\[0\]\['angle'\]: target is NaN"):
+        task.fit(_angle_samples([float("nan"), 1.0]), epochs=1, **FAST)
+
+
+def test_wrong_channel_count_is_named():
+    task = vh.Task("regression", backbone="lenet5", in_chans=1)
+    with pytest.raises(vh.DataError, match=r"image has 3 channel\(s\) but the task expects 1"):
+        task.fit(_angle_samples([1.0, 2.0], channels=3), epochs=1, **FAST)
+
+
+def _write_idx(path, array, gz):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("layout", ["flat", "torchvision"])
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_adapter_reads_the_test_split_alone(tmp_path, layout, gz):
+    folder = tmp_path / "mnist" if layout == "flat" else tmp_path / "mnist" / "MNIST" / "raw"
+    folder.mkdir(parents=True)
+    images = np.random.default_rng(0).integers(0, 255, (12, 28, 28))
+    _write_idx(folder / "t10k-images-idx3-ubyte", images, gz)
+    _write_idx(folder / "t10k-labels-idx1-ubyte", np.arange(12) % 10, gz)
+    mnist = vh.data.MNIST(tmp_path / "mnist", split="test")
+    assert len(mnist) == 12 and mnist[3]["label"] == 3
+    np.testing.assert_array_equal(mnist[5]["image"][:, :, 0], images[5])
+    task = vh.Task("regression", backbone="lenet5", in_chans=1, image_size=28)
+    spec = f"mnist:{tmp_path / 'mnist'}:test"
+    history = task.fit(f"{spec}[:8]", f"{spec}[8:]", epochs=1, **FAST)
+    assert "val_rmse" in history.rows[0]
+
+
+def test_mnist_without_files_says_where_to_put_them(tmp_path):
+    with pytest.raises(vh.DataError, match=r"t10k-images-idx3-ubyte\[.gz\].*MNIST/raw"):
+        vh.data.MNIST(tmp_path, split="test")
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03junk")
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"")
+    with pytest.raises(vh.DataError, match="truncated|bad header"):
+        vh.data.MNIST(tmp_path, split="test")
