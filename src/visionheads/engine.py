@@ -22,6 +22,7 @@ for _message in (
     r".*exists and is not empty.*",  # our run folder is created (and holds config.yaml) before the logger
     r".*does not have many workers.*",  # on CPU, loading in the training process is the faster choice
     r".*isinstance\(treespec, LeafSpec\).*",
+    r".*You defined a `validation_step` but have no `val_dataloader`.*",  # fit(val=False) is a choice
     r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
 ):
     warnings.filterwarnings("ignore", message=_message)

@@ -15,9 +15,10 @@ from visionheads.data.digits import digits_arrays
 FAST = {"plots": False, "batch_size": 8}
 
 
+@pytest.mark.parametrize("head", ["linear", "mlp"])
 @pytest.mark.parametrize("backbone", vh.list_backbones())
-def test_every_backbone_runs_a_training_step(backbone):
-    task = vh.Task("classification", backbone=backbone, num_classes=10)
+def test_every_backbone_runs_a_training_step(backbone, head):
+    task = vh.Task("classification", backbone=backbone, head=head, num_classes=10)
     size = max(64, task.backbone.min_input_size)
     images = torch.randn(2, 3, size, size)
     labels = torch.tensor([1, 7])

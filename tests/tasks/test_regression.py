@@ -110,14 +110,15 @@ def test_save_load_keeps_the_target_scale(tmp_path, tiny_arrays):
     assert loaded.predict(images[:4]) == task.predict(images[:4])
 
 
+@pytest.mark.parametrize("head", ["angle", "linear"])
 @pytest.mark.parametrize("backbone", vh.list_backbones())
-def test_every_backbone_runs_a_regression_step(backbone):
-    task = vh.Task("regression", backbone=backbone)
+def test_every_backbone_runs_a_regression_step(backbone, head):
+    task = vh.Task("regression", backbone=backbone, head=head, target_scale=[[0.0], [45.0]])
     size = max(64, task.backbone.min_input_size)
     outputs = task(torch.randn(2, 3, size, size))
     loss = task.compute_loss(outputs, {"target": torch.tensor([[10.0], [-30.0]])})
     loss.backward()
-    assert outputs.shape == (2, 2) and torch.isfinite(loss)
+    assert outputs.shape == (2, 2 if head == "angle" else 1) and torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in task.parameters() if p.grad is not None)
 
 

@@ -11,7 +11,11 @@ from torch.utils.data import Dataset
 
 from visionheads.errors import DataError
 
-_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}  # fmt: skip
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
 
 class MNIST(Dataset):
@@ -30,7 +34,7 @@ class MNIST(Dataset):
         if images_path is None or labels_path is None:
             raise DataError(
                 f"MNIST {split} files not found under {self.root}: put {images_name}[.gz] and {labels_name}[.gz] "
-                f"in {self.root} or {self.root / 'MNIST' / 'raw'} (from https://ossci-datasets.s3.amazonaws.com/mnist/), "
+                f"in {self.root} or {self.root / 'MNIST' / 'raw'} (from {_MIRROR}), "
                 "or pass download=True on a machine with internet access"
             )
         self.images = _read_idx(images_path, ndim=3)

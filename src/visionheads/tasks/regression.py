@@ -89,7 +89,9 @@ class RegressionTask(Task):
                     f"pass degrees={math.ceil(abs(value).max())} (or more) when creating the task"
                 )
         elif value.size != self.options["target_dim"]:
-            raise DataError(f"{where}[{self.target_key!r}]: {value.size} values but target_dim={self.options['target_dim']}")
+            raise DataError(
+                f"{where}[{self.target_key!r}]: {value.size} values but target_dim={self.options['target_dim']}"
+            )
         target = torch.tensor(value, dtype=torch.float32)
         return {"image": pipeline(image=sample["image"])["image"], "target": target}
 

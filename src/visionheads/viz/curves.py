@@ -1,4 +1,4 @@
-"""Training curves: losses on one axis, the other per-epoch metrics on a second."""
+"""Training curves: losses, shares in [0, 1] (accuracies) and other metrics (errors) on separate axes."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ def plot_history(rows: list[dict[str, float]], path: Path, *, title: str = "trai
     keys = [key for key in dict.fromkeys(k for row in rows for k in row) if key != "epoch"]
     losses = [key for key in keys if key.endswith("loss")]
     metrics = [key for key in keys if key not in losses]
-    figure = Figure(figsize=(11 if metrics else 6, 4), layout="constrained")
-    axes = figure.subplots(1, 2 if metrics else 1, squeeze=False)[0]
-    for axis, group, label in zip(axes, (losses, metrics), ("loss", "metric"), strict=False):
+    shares = [key for key in metrics if all(0 <= row.get(key, 0) <= 1 for row in rows)]
+    others = [key for key in metrics if key not in shares]
+    groups = [(group, label) for group, label in ((losses, "loss"), (shares, "share"), (others, "value")) if group]
+    figure = Figure(figsize=(5 * len(groups) + 1, 4), layout="constrained")
+    axes = figure.subplots(1, len(groups), squeeze=False)[0]
+    for axis, (group, label) in zip(axes, groups, strict=True):
         for key in group:
             axis.plot(epochs, [row.get(key, float("nan")) for row in rows], marker="o", markersize=3, label=key)
         axis.set_xlabel("epoch")
