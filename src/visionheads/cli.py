@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def echo(text: str) -> None:
+    """Print results to stdout, flushed (progress goes to stderr)."""
+    print(text, flush=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionheads", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -63,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _demo(args: argparse.Namespace) -> int:
     import visionheads as vh
-    from visionheads.tasks.recipe import echo, format_metrics
+    from visionheads.tasks.recipe import format_metrics
 
     start = time.perf_counter()
     echo("visionheads demo: a small CNN learns scikit-learn's handwritten digits (built in, no download)")
@@ -101,7 +106,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import visionheads as vh
-    from visionheads.tasks.recipe import echo, format_metrics
+    from visionheads.tasks.recipe import format_metrics
 
     task = vh.Task.load(args.checkpoint)
     echo(format_metrics(task.evaluate(args.data, batch_size=args.batch_size), title=f"metrics on {args.data}"))
@@ -110,7 +115,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     import visionheads as vh
-    from visionheads.tasks.recipe import echo
 
     task = vh.Task.load(args.checkpoint)
     for image, result in zip(args.images, task.predict(args.images), strict=False):
@@ -121,7 +125,6 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     import visionheads as vh
-    from visionheads.tasks.recipe import echo
 
     if args.what == "backbones":
         echo("\n".join(vh.list_backbones() + ["timm/<any timm model name>"]))

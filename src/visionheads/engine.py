@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 import time
@@ -87,6 +88,16 @@ class SaveBestAndLast(Callback):
             module.save(self.run_dir / "best.pt")
 
 
+def run_loggers(run_dir: Path) -> list:
+    """metrics.csv in the run folder, and TensorBoard event files beside it when tensorboard is installed."""
+    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    if importlib.util.find_spec("tensorboard") is not None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard"))
+    return loggers
+
+
 def quiet_lightning_info() -> None:
     """Hide Lightning's start-up chatter (device lines, tips); fit() prints its own one-line summary."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
@@ -116,7 +127,7 @@ def build_trainer(
         progress = sys.stderr.isatty()
     saver = SaveBestAndLast(run_dir, monitor, mode)
     all_callbacks: list[Callback] = [RecordHistory(), saver, *(callbacks or [])]
-    all_callbacks.append(TQDMProgressBar() if progress else EpochSummary(epochs))
+    all_callbacks.append(TQDMProgressBar(leave=True) if progress else EpochSummary(epochs))  # a bar per epoch
     if patience is not None:
         all_callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     try:
@@ -127,7 +138,7 @@ def build_trainer(
             precision=resolve_precision(precision, accelerator),
             max_epochs=epochs,
             default_root_dir=str(run_dir),
-            logger=CSVLogger(save_dir=str(run_dir), name="", version=""),
+            logger=run_loggers(run_dir),
             callbacks=all_callbacks,
             enable_progress_bar=progress,
             enable_checkpointing=False,  # SaveBestAndLast writes our own atomic single-file checkpoints
@@ -146,7 +157,11 @@ def build_trainer(
 
 
 class RecordHistory(Callback):
-    """Appends the module's epoch row to its history first, so later callbacks see the finished epoch."""
+    """Appends the module's epoch row to its history (first, so later callbacks see the finished epoch)
+    and sends it to the loggers as one row: metrics.csv gets one line per epoch."""
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        module.history_rows.append(module.epoch_row())
+        row = module.epoch_row()
+        module.history_rows.append(row)
+        for logger in trainer.loggers:
+            logger.log_metrics(row, step=int(row["epoch"]))

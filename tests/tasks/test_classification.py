@@ -162,6 +162,7 @@ def test_transfer_strategies_train_the_head(strategy, tmp_path, tiny_arrays):
     head_changed = any(not torch.equal(v, task.head.state_dict()[k]) for k, v in head_before.items())
     assert head_changed
     assert body_changed == (strategy == "finetune")
+    assert (task.history.run_dir / "metrics.csv").read_text().count("\n") == 4  # header + 3 epochs
 
 
 def test_unknown_head_option_and_strategy_fail_clearly(tiny_arrays):
@@ -192,3 +193,15 @@ def test_grey_image_files_become_three_channels(tmp_path):
     task = vh.Task("classification", backbone="lenet5", image_size=16)
     task.fit(root, epochs=1, **FAST)
     assert task.predict(root / "a" / "0.png")[0]["label"] in ("a", "b")
+
+
+def test_metrics_csv_has_one_row_per_epoch_and_early_stopping_stops():
+    import csv
+
+    task = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16)
+    history = task.fit("digits[:64]", "digits:val[:32]", epochs=6, lr=1e-9, patience=1, **FAST)
+    assert len(history.rows) < 6  # a learning rate of 1e-9 cannot improve val_accuracy for long
+    with open(history.run_dir / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(row["epoch"]) for row in rows] == list(range(len(history.rows)))
+    assert all(row["train_loss"] and row["val_accuracy"] for row in rows)

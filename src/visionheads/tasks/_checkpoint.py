@@ -26,6 +26,9 @@ def write_checkpoint(path: str | Path, config: dict[str, Any], state_dict: dict[
             torch.save(payload, file)
             file.flush()
             os.fsync(file.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         os.replace(temporary, path)  # readers see the old file or the new one, never half of one
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

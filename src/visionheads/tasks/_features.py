@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
 from visionheads.data.sources import Source
+from visionheads.engine import run_loggers
 from visionheads.errors import ConfigError
 from visionheads.tasks._checkpoint import read_checkpoint
 from visionheads.tasks.history import History
@@ -41,17 +41,12 @@ def fit_on_features(
     batch_size: int,
     lr: float,
     weight_decay: float,
-    project: str | Path,
-    name: str | None,
     plots: bool,
 ) -> History:
-    """Train `task.head.classifier` on cached features; the body never changes."""
-    from visionheads.tasks.base import new_run_dir
-
+    """Train `task.head.classifier` on cached features (the body never changes); writes to `task.run_dir`."""
     if not (hasattr(task.head, "pooled") and hasattr(task.head, "classifier")):
         raise ConfigError(f"strategy='features' needs a pooled head (e.g. linear, mlp), not {task.head_name!r}")
     task.set_body_frozen(True)
-    task.run_dir = new_run_dir(project, task.name, name)
     train_x, train_y = cache_features(task, train, batch_size)
     val_data = cache_features(task, val, batch_size) if val is not None else None
     classifier = task.head.classifier.cpu()
@@ -61,6 +56,7 @@ def fit_on_features(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(task.seed)
     monitor, mode = task.monitor if val_data is not None else ("train_loss", "min")
+    loggers = run_loggers(task.run_dir)
     rows: list[dict[str, Any]] = []
     best, best_epoch = None, None
     for epoch in range(epochs):
@@ -86,6 +82,8 @@ def fit_on_features(
                 row |= {f"val_{key}": value for key, value in metrics.compute().items()}
             task.last_evaluation = metrics
         rows.append(row)
+        for logger in loggers:
+            logger.log_metrics(row, step=epoch)
         task.save(task.run_dir / "last.pt")
         value = row[monitor]
         if best is None or (value < best if mode == "min" else value > best):
@@ -95,6 +93,8 @@ def fit_on_features(
             f"epoch {epoch + 1}/{epochs}  " + "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"),
             file=sys.stderr,
         )
+    for logger in loggers:
+        logger.finalize("success")
     task.set_body_frozen(False)
     if val_data is not None and best_epoch != epochs - 1:
         task.load_state_dict(read_checkpoint(task.run_dir / "best.pt")[1])

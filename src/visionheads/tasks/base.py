@@ -6,6 +6,7 @@ its metrics, how it decodes outputs, and its plots. Everything the tasks have in
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -196,6 +197,7 @@ class Task(L.LightningModule):
         return self.head(self.backbone(images))
 
     def train(self, mode: bool = True) -> Task:
+        """As nn.Module.train, but a frozen body stays in eval mode."""
         super().train(mode)
         if self._body_frozen:
             self.backbone.eval()  # a frozen body keeps its BatchNorm statistics
@@ -234,28 +236,36 @@ class Task(L.LightningModule):
         self._last_val: dict[str, float] = {}
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        """Forward, task loss, and the running loss for the progress bar."""
         loss = self.compute_loss(self(batch["image"]), batch)
         self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss.detach()
         self._train_batches += 1
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(batch["image"]))
+        size = len(batch["image"])
+        self.log("loss", loss, prog_bar=True, logger=False, on_step=True, on_epoch=False, batch_size=size)
+        self.log("train_loss", loss, logger=False, on_step=False, on_epoch=True, batch_size=size)  # for monitors
         return loss
 
     def on_validation_epoch_start(self) -> None:
+        """Fresh metric accumulator for this validation pass."""
         self._val_metrics = self.new_metrics()
         self._val_loss_sum, self._val_batches = torch.zeros(()), 0
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        """Accumulate the loss and the task's metrics."""
         outputs = self(batch["image"])
         self._val_loss_sum = self._val_loss_sum.to(outputs.device) + self.compute_loss(outputs, batch).detach()
         self._val_batches += 1
         self._val_metrics.update(outputs, batch)
 
     def on_validation_epoch_end(self) -> None:
+        """Log `val_loss` and `val_<metric>` (early stopping and checkpoints monitor these)."""
         if self._val_batches == 0:
             return
         values = {"val_loss": float(self._val_loss_sum / self._val_batches)}
         values |= {f"val_{key}": value for key, value in self._val_metrics.compute().items()}
-        self.log_dict(values, prog_bar=False, sync_dist=True)
+        # Loggers get the whole epoch row at once (engine.RecordHistory); the bar shows the loss and the monitor.
+        for key, value in values.items():
+            self.log(key, value, logger=False, prog_bar=key in ("val_loss", self.monitor[0]), sync_dist=True)
         if not self.trainer.sanity_checking:
             self._last_val = values
             self.last_evaluation = self._val_metrics
@@ -270,6 +280,7 @@ class Task(L.LightningModule):
         return row
 
     def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW over body and head groups (body at 0.1x for finetune) with a one-cycle schedule per step."""
         settings = self._fit_settings
         lr = settings["lr"]
         groups = [{"params": list(self.head.parameters()), "lr": lr, "name": "head"}]
@@ -288,6 +299,7 @@ class Task(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_train_epoch_start(self) -> None:
+        """Finetune: keep the body frozen for the first `freeze_epochs` epochs."""
         freeze_epochs = self._fit_settings.get("freeze_epochs", 0)
         if self._fit_settings["strategy"] == "finetune":
             self.set_body_frozen(self.current_epoch < freeze_epochs)
@@ -347,11 +359,15 @@ class Task(L.LightningModule):
         name: str | None = None,
         plots: bool = True,
         distributed: str = "auto",
+        progress: bool | None = None,
         **trainer_kwargs: Any,
     ) -> History:
         """Train on `train` (validating on `val`, or the built-in val split) and return the History.
 
         `val=None` validates on a built-in dataset's own val split (if any); `val=False` skips validation.
+        `strategy` is the transfer-learning strategy; `distributed` is Lightning's (e.g. "ddp"); `progress`
+        forces the progress bar on or off (default: on when stderr is a terminal, else one line per epoch);
+        other keyword arguments go to `lightning.Trainer`.
         With validation data the task ends holding the weights of its best validated epoch; without, its last.
         """
         if strategy not in STRATEGIES:
@@ -371,21 +387,17 @@ class Task(L.LightningModule):
             self._check_first_sample(source)
         if strategy == "auto":
             strategy = "finetune" if self.backbone.weights is not None else "scratch"
+        self.run_dir = new_run_dir(project, self.name, name)
+        fit_settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "strategy": strategy}
+        data = {"train": train_source.description, "val": val_source.description if val_source else None}
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump({"task": self.config, "fit": fit_settings | data}))
         if strategy == "features":
             from visionheads.tasks._features import fit_on_features
 
             return fit_on_features(
-                self,
-                train_source,
-                val_source,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                weight_decay=weight_decay,
-                project=project,
-                name=name,
-                plots=plots,
-            )
+                self, train_source, val_source, epochs=epochs, batch_size=batch_size, lr=lr,
+                weight_decay=weight_decay, plots=plots,
+            )  # fmt: skip
         self._fit_settings = {
             "lr": lr,
             "weight_decay": weight_decay,
@@ -394,7 +406,8 @@ class Task(L.LightningModule):
         }
         self.set_body_frozen(strategy == "freeze")
         if num_workers is None:
-            num_workers = min(8, (torch.get_num_threads() or 1) - 1) if torch.cuda.is_available() else 0
+            # Loading in worker processes pays off when a GPU does the maths; on CPU they compete for the cores.
+            num_workers = min(8, (os.cpu_count() or 1) - 1) if torch.cuda.is_available() else 0
         train_loader = self._loader(train_source, train=True, batch_size=batch_size, num_workers=num_workers)
         val_loader = (
             self._loader(val_source, train=False, batch_size=batch_size, num_workers=num_workers)
@@ -402,22 +415,6 @@ class Task(L.LightningModule):
             else None
         )
         monitor, mode = self.monitor if val_loader is not None else ("train_loss", "min")
-        self.run_dir = new_run_dir(project, self.name, name)
-        (self.run_dir / "config.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "task": self.config,
-                    "fit": {
-                        "epochs": epochs,
-                        "batch_size": batch_size,
-                        "lr": lr,
-                        "strategy": strategy,
-                        "train": train_source.description,
-                        "val": val_source.description if val_source else None,
-                    },
-                }
-            )
-        )
         trainer, saver = build_trainer(
             run_dir=self.run_dir,
             epochs=epochs,
@@ -428,6 +425,7 @@ class Task(L.LightningModule):
             distributed=distributed,
             patience=patience,
             callbacks=callbacks,
+            progress=progress,
             **trainer_kwargs,
         )
         self.history_rows = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +87,3 @@ def format_metrics(metrics: dict[str, float], *, title: str) -> str:
     lines = [title, "-" * max(len(title), width + 12)]
     lines += [f"{key:<{width}}  {value:>10.4f}" for key, value in metrics.items()]
     return "\n".join(lines)
-
-
-def echo(text: str) -> None:
-    """Print to stdout, flushed (progress goes to stderr)."""
-    print(text, file=sys.stdout, flush=True)

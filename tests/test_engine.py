@@ -1,0 +1,32 @@
+"""The engine's device and precision policy, checked on CPU by pretending CUDA is there."""
+
+from __future__ import annotations
+
+import torch
+
+from visionheads.engine import build_trainer, resolve_accelerator, resolve_precision
+
+
+def test_cpu_trains_in_float32():
+    assert resolve_accelerator("auto") == ("gpu" if torch.cuda.is_available() else "cpu")
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_accelerator("cpu") == "cpu"
+
+
+def test_gpu_gets_mixed_precision(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert resolve_accelerator("auto") == "gpu"
+    assert resolve_precision("auto", "gpu") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert resolve_precision("auto", "gpu") == "16-mixed"
+    assert resolve_precision("32-true", "gpu") == "32-true"  # an explicit choice wins
+
+
+def test_trainer_has_our_callbacks_and_no_lightning_checkpointing(tmp_path):
+    trainer, saver = build_trainer(run_dir=tmp_path, epochs=3, monitor="val_loss", mode="min", patience=2,
+                                   progress=False)  # fmt: skip
+    names = [type(c).__name__ for c in trainer.callbacks]
+    assert names.index("RecordHistory") < names.index("SaveBestAndLast")  # rows exist before saving
+    assert "EarlyStopping" in names and "EpochSummary" in names and "ModelCheckpoint" not in names
+    assert trainer.max_epochs == 3 and saver.monitor == "val_loss"
