@@ -205,3 +205,10 @@ def test_metrics_csv_has_one_row_per_epoch_and_early_stopping_stops():
         rows = list(csv.DictReader(file))
     assert [int(row["epoch"]) for row in rows] == list(range(len(history.rows)))
     assert all(row["train_loss"] and row["val_accuracy"] for row in rows)
+
+
+def test_class_names_alone_fix_the_number_of_classes_and_empty_data_is_named(tiny_arrays):
+    task = vh.Task("classification", backbone="lenet5", class_names=["a", "b", "c", "d"])
+    assert task.num_classes == 4 and task.head is not None
+    with pytest.raises(vh.DataError, match="the dataset is empty"):
+        task.evaluate((tiny_arrays[0][:0], tiny_arrays[1][:0]))

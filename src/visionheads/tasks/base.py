@@ -33,6 +33,7 @@ from visionheads.tasks.history import History
 
 HeadBuilder = Callable[..., nn.Module]  # (in_channels, strides, out_features, **options) -> nn.Module
 STRATEGIES = ("auto", "scratch", "features", "freeze", "finetune")
+FINETUNE_BODY_LR_SCALE = 0.1  # pretrained bodies move slower than fresh heads (Keras / timm fine-tuning practice)
 _TASKS: Registry[type[Task]] = Registry("task", "list_tasks() shows all")
 
 
@@ -116,6 +117,8 @@ class Task(L.LightningModule):
                 f"({self.backbone.min_input_size}); raise image_size"
             )
         self.head_name = head
+        if num_classes is None and class_names is not None:
+            num_classes = len(class_names)
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names is not None else None
         if self.class_names is not None and num_classes is not None and len(self.class_names) != num_classes:
@@ -285,11 +288,9 @@ class Task(L.LightningModule):
         lr = settings["lr"]
         groups = [{"params": list(self.head.parameters()), "lr": lr, "name": "head"}]
         if settings["strategy"] in ("scratch", "finetune"):
-            body_lr = lr * (settings.get("body_lr_scale", 0.1) if settings["strategy"] == "finetune" else 1.0)
+            body_lr = lr * (FINETUNE_BODY_LR_SCALE if settings["strategy"] == "finetune" else 1.0)
             groups.insert(0, {"params": list(self.backbone.parameters()), "lr": body_lr, "name": "body"})
         optimizer = torch.optim.AdamW(groups, weight_decay=settings["weight_decay"])
-        if settings.get("schedule", "onecycle") == "constant":
-            return {"optimizer": optimizer}
         schedule = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=[group["lr"] for group in groups],
@@ -306,8 +307,13 @@ class Task(L.LightningModule):
 
     # ----- data ------------------------------------------------------------------------------------
     def resolve(self, data: Any) -> Source:
-        """Any accepted data argument to a Source for this task."""
-        return resolve_source(data, channels=self.in_chans, target_key=self.target_key, from_path=self.source_from_path)
+        """Any accepted data argument to a Source for this task (never an empty one)."""
+        source = resolve_source(
+            data, channels=self.in_chans, target_key=self.target_key, from_path=self.source_from_path
+        )
+        if len(source.dataset) == 0:
+            raise DataError(f"{source.description}: the dataset is empty")
+        return source
 
     def sample_transform(self, pipeline: Any, description: str) -> Callable[[dict[str, Any], int], dict]:
         """Per-sample check + augmentation + tensor conversion, naming the sample in every error."""
@@ -324,8 +330,6 @@ class Task(L.LightningModule):
         # Fail before training starts, not at a random batch of epoch 3.
         if source is None:
             return
-        if len(source.dataset) == 0:
-            raise DataError(f"{source.description}: the dataset is empty")
         self.sample_transform(self.eval_transform(), source.description)(source.dataset[0], 0)
 
     def _loader(self, source: Source, *, train: bool, batch_size: int, num_workers: int) -> torch.utils.data.DataLoader:
@@ -448,6 +452,7 @@ class Task(L.LightningModule):
         """Metrics of the task on `data` as plain floats under stable names."""
         source = self.resolve(data)
         self.check_data(source, fitting=False)
+        self._check_first_sample(source)
         loader = self._loader(source, train=False, batch_size=batch_size, num_workers=0)
         device = _inference_device()
         self.to(device).eval()
