@@ -31,7 +31,7 @@ class WeightsInfo:
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from a .safetensors or torch file without unpickling arbitrary objects."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"weights file {str(path)!r} does not exist; pass an existing .pt/.pth/.safetensors file")
     try:
