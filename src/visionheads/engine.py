@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,14 @@ class RecordHistory(Callback):
         module.history_rows.append(row)
         for logger in trainer.loggers:
             logger.log_metrics(row, step=int(row["epoch"]))
+
+
+def new_run_dir(project: str | Path, task_name: str, name: str | None) -> Path:
+    """runs/<task>/<name or timestamp>, made unique with a -2, -3... suffix (as Ultralytics does)."""
+    base = Path(project) / task_name / (name or datetime.now().strftime("%Y%m%d-%H%M%S"))
+    candidate, counter = base, 2
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{counter}")
+        counter += 1
+    candidate.mkdir(parents=True)
+    return candidate

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,11 +21,11 @@ from tqdm.auto import tqdm
 
 from visionheads._registry import Registry
 from visionheads.backbones import Backbone, create_backbone
-from visionheads.data.images import read_image
+from visionheads.data.images import as_image_list, read_image
 from visionheads.data.pipeline import make_loader
 from visionheads.data.samples import as_image, require_keys
 from visionheads.data.sources import Source, resolve_source
-from visionheads.engine import build_trainer
+from visionheads.engine import build_trainer, new_run_dir
 from visionheads.errors import ConfigError, DataError
 from visionheads.tasks._checkpoint import read_checkpoint, write_checkpoint
 from visionheads.tasks.history import History
@@ -483,7 +482,7 @@ class Task(L.LightningModule):
     def image_arrays(self, images: Any) -> list[np.ndarray]:
         """Image paths, one HxWxC array or a batch (N, H, W[, C]) to checked HxWxC uint8 arrays."""
         arrays = []
-        for index, item in enumerate(_as_image_list(images)):
+        for index, item in enumerate(as_image_list(images)):
             if isinstance(item, (str, Path)):
                 arrays.append(read_image(item, self.in_chans))
             else:
@@ -538,32 +537,8 @@ class Task(L.LightningModule):
         return run_recipe(path, overrides)
 
 
-def new_run_dir(project: str | Path, task_name: str, name: str | None) -> Path:
-    """runs/<task>/<name or timestamp>, made unique with a -2, -3... suffix (as Ultralytics does)."""
-    base = Path(project) / task_name / (name or datetime.now().strftime("%Y%m%d-%H%M%S"))
-    candidate, counter = base, 2
-    while candidate.exists():
-        candidate = base.with_name(f"{base.name}-{counter}")
-        counter += 1
-    candidate.mkdir(parents=True)
-    return candidate
-
-
 def _inference_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _as_image_list(images: Any) -> list[Any]:
-    if isinstance(images, (str, Path)):
-        return [images]
-    if isinstance(images, np.ndarray) or isinstance(images, torch.Tensor):
-        array = np.asarray(images)
-        if array.ndim == 4 or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
-            return list(array)  # a batch (N, H, W, C) or greyscale (N, H, W)
-        return [array]
-    if isinstance(images, Sequence) and images:
-        return list(images)
-    raise DataError(f"predict takes image paths or HxWxC arrays, got {type(images).__name__}")
 
 
 def _head_option_names(build: HeadBuilder) -> set[str]:
