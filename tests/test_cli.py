@@ -35,6 +35,7 @@ def test_fit_recipe_with_overrides_prints_test_metrics(tmp_path, capsys):
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["fit"]["epochs"] == 3 and saved["fit"]["batch_size"] == 32
     assert yaml.safe_load((run / "test_metrics.yaml").read_text())["accuracy"] > 0.5
+    assert (run / "confusion_matrix.png").stat().st_size > 1000 and (run / "curves.png").is_file()
 
     assert main(["evaluate", str(run / "best.pt"), "digits:test[:50]"]) == 0
     assert "metrics on digits:test[:50]" in capsys.readouterr().out

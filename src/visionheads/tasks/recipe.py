@@ -78,6 +78,8 @@ def run_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Tas
         print(format_metrics(metrics, title=f"test metrics on {data['test']}"))
         if history.run_dir is not None:
             (history.run_dir / "test_metrics.yaml").write_text(yaml.safe_dump({"data": str(data["test"]), **metrics}))
+            if recipe["fit"].get("plots", True):
+                task.plot(history.run_dir)  # the task's figures now show the test data
     return task
 
 
