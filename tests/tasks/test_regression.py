@@ -178,3 +178,20 @@ def test_mnist_without_files_says_where_to_put_them(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"")
     with pytest.raises(vh.DataError, match="truncated|bad header"):
         vh.data.MNIST(tmp_path, split="test")
+
+
+def test_training_augmentation_never_moves_pixels():
+    # Rotation is the target: a geometric jitter (even a shift or rescale) would blur what the angle is read from.
+    task = vh.Task("regression", backbone="lenet5", in_chans=1, image_size=32)
+    image = digits_arrays("train")[0][7][:, :, None]
+    reference = task.eval_transform()(image=image)["image"].flatten().numpy()
+    source = vh.data.Source(None, "digits", flips_ok=False)
+
+    def lowest_correlation(pipeline):
+        outputs = [pipeline(image=image)["image"].flatten().numpy() for _ in range(20)]
+        return min(np.corrcoef(reference, output)[0, 1] for output in outputs)
+
+    # brightness/contrast map values affinely (up to clipping at 255); any shift, scale or rotation decorrelates
+    assert lowest_correlation(task.train_transform(source)) > 0.98
+    classifier = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=32, num_classes=10)
+    assert lowest_correlation(classifier.train_transform(source)) < 0.95  # the check can tell the difference

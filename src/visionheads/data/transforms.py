@@ -32,3 +32,11 @@ def train_pipeline(
         steps.append(A.HorizontalFlip(p=0.5))
     steps += [A.RandomBrightnessContrast(0.15, 0.15, p=0.3), A.Normalize(mean=mean, std=std), ToTensorV2()]
     return A.Compose(steps, seed=seed, **compose_kwargs)
+
+
+def photometric_pipeline(
+    image_size: int, mean: tuple[float, ...], std: tuple[float, ...], *, seed: int | None = None, **compose_kwargs
+) -> A.Compose:
+    """Resize, brightness/contrast jitter, normalise: no geometric change, for targets that geometry defines."""
+    steps = [A.Resize(image_size, image_size), A.RandomBrightnessContrast(0.15, 0.15, p=0.3)]
+    return A.Compose([*steps, A.Normalize(mean=mean, std=std), ToTensorV2()], seed=seed, **compose_kwargs)

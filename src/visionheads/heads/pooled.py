@@ -7,13 +7,25 @@ from torch import nn
 
 
 class PooledLinear(nn.Module):
-    """Global average pool -> dropout -> linear (Keras applications' `include_top=False` + Dense)."""
+    """Average pool to pool_size x pool_size -> dropout -> linear (pool_size=1: Keras' global pooling + Dense).
 
-    def __init__(self, in_channels: list[int], strides: list[int], out_features: int, *, dropout: float = 0.0) -> None:
+    A pool_size above 1 keeps a coarse layout of where features are, which tasks about geometry (angles) use.
+    """
+
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        out_features: int,
+        *,
+        dropout: float = 0.0,
+        pool_size: int = 1,
+    ) -> None:
         super().__init__()
         del strides  # a pooled head is resolution-free
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_channels[-1], out_features))
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(1))
+        features = in_channels[-1] * pool_size * pool_size
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, out_features))
 
     def pooled(self, features: list[torch.Tensor]) -> torch.Tensor:
         """features: stage maps, fine to coarse. Returns: the deepest map averaged, (B, C)."""
@@ -25,7 +37,7 @@ class PooledLinear(nn.Module):
 
 
 class PooledMLP(nn.Module):
-    """Global average pool -> linear -> ReLU -> dropout -> linear."""
+    """Average pool to pool_size x pool_size -> linear -> ReLU -> dropout -> linear."""
 
     def __init__(
         self,
@@ -35,12 +47,13 @@ class PooledMLP(nn.Module):
         *,
         hidden: int = 256,
         dropout: float = 0.2,
+        pool_size: int = 1,
     ) -> None:
         super().__init__()
         del strides
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(1))
         self.classifier = nn.Sequential(
-            nn.Linear(in_channels[-1], hidden),
+            nn.Linear(in_channels[-1] * pool_size * pool_size, hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
             nn.Linear(hidden, out_features),

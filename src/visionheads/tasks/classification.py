@@ -26,7 +26,7 @@ class ClassificationTask(Task):
     # 1. heads
     heads = {"linear": PooledLinear, "mlp": PooledMLP}
     default_head = "linear"
-    option_defaults = {"dropout": 0.0, "hidden": 256, "label_smoothing": 0.0, "hflip": None}
+    option_defaults = {"dropout": 0.0, "hidden": 256, "pool_size": 1, "label_smoothing": 0.0, "hflip": None}
     monitor = ("val_accuracy", "max")
     target_key = "label"
 
