@@ -180,6 +180,9 @@ def test_mlp_head_and_label_smoothing(tiny_arrays):
     task = vh.Task("classification", backbone="lenet5", head="mlp", hidden=32, label_smoothing=0.1, num_classes=4)
     history = task.fit(tiny_arrays, epochs=2, **FAST)
     assert task.head.classifier[0].out_features == 32
+    spatial = vh.Task("classification", backbone="lenet5", pool_size=2, num_classes=4)
+    assert spatial.head.classifier[1].in_features == 120 * 2 * 2  # 2x2 pooled cells of the 120-channel map
+    assert spatial(torch.randn(2, 3, 32, 32)).shape == (2, 4)
     assert np.isfinite(history["train_loss"]).all()
 
 
