@@ -31,19 +31,26 @@ for _message in (
 
 
 def resolve_accelerator(devices: int | str | list[int]) -> str:
-    """ "gpu" when CUDA is present (and devices allow it), else "cpu"."""
+    """The accelerator: gpu when CUDA is present (and devices allow it), else cpu."""
     if devices == "cpu":
         return "cpu"
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_precision(precision: str | int, accelerator: str) -> str:
-    """ "auto": bf16 mixed on GPUs that support it, fp16 mixed on older GPUs, float32 on the CPU."""
+    """Precision for "auto": bf16 mixed on GPUs that support it, fp16 mixed on older GPUs, float32 on the CPU."""
     if precision != "auto":
         return str(precision)
     if accelerator == "gpu":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
+
+
+def epoch_line(row: dict[str, float], total_epochs: int, seconds: float | None = None) -> str:
+    """`epoch 3/10  train_loss=0.1234  val_loss=0.2345  (1.3s)` for one History row."""
+    shown = "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch" and isinstance(v, float))
+    timing = f"  ({seconds:.1f}s)" if seconds is not None else ""
+    return f"epoch {int(row['epoch']) + 1}/{total_epochs}  {shown}{timing}"
 
 
 class EpochSummary(Callback):
@@ -60,9 +67,7 @@ class EpochSummary(Callback):
         if not trainer.is_global_zero or not getattr(module, "history_rows", None):
             return
         row = module.history_rows[-1]
-        shown = "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch" and isinstance(v, float))
-        elapsed = time.perf_counter() - self._start
-        print(f"epoch {row['epoch'] + 1}/{self.total_epochs}  {shown}  ({elapsed:.1f}s)", flush=True)
+        print(epoch_line(row, self.total_epochs, time.perf_counter() - self._start), flush=True)
 
 
 class SaveBestAndLast(Callback):

@@ -39,7 +39,6 @@ def _rotated_digits_source(args: list[str], channels: int) -> Source:
         class_names=base.class_names,
         flips_ok=False,
         val=f"rotated-digits:val{suffix}",
-        extras={"degrees": degrees},
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ class Source:
     class_names: list[str] | None = None
     flips_ok: bool = True  # False for data whose meaning a mirror changes (digits)
     val: str | None = None  # the matching validation split of a built-in dataset
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 BuiltinBuilder = Callable[[list[str], int], Source]  # (arguments after the name, channels) -> Source

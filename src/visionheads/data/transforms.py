@@ -19,14 +19,13 @@ def train_pipeline(
     std: tuple[float, ...],
     *,
     flips: bool,
-    rotate: float = 10.0,
     seed: int | None = None,
     **compose_kwargs,
 ) -> A.Compose:
-    """Mild geometric and photometric jitter; flips only where a mirror keeps the meaning, rotation up to `rotate`°."""
+    """Mild geometric and photometric jitter; horizontal flips only where a mirror keeps the meaning."""
     steps = [
         A.Resize(image_size, image_size),
-        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.08, 0.08), rotate=(-rotate, rotate), p=0.8),
+        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.08, 0.08), rotate=(-10, 10), p=0.8),
     ]
     if flips:
         steps.append(A.HorizontalFlip(p=0.5))

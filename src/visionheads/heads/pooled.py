@@ -6,6 +6,11 @@ import torch
 from torch import nn
 
 
+def _pool(channels: int, pool_size: int) -> tuple[nn.Module, int]:
+    """Average pooling to pool_size x pool_size cells, flattened; and the width it hands on."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(1)), channels * pool_size * pool_size
+
+
 class PooledLinear(nn.Module):
     """Average pool to pool_size x pool_size -> dropout -> linear (pool_size=1: Keras' global pooling + Dense).
 
@@ -23,12 +28,11 @@ class PooledLinear(nn.Module):
     ) -> None:
         super().__init__()
         del strides  # a pooled head is resolution-free
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(1))
-        features = in_channels[-1] * pool_size * pool_size
+        self.pool, features = _pool(in_channels[-1], pool_size)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, out_features))
 
     def pooled(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """features: stage maps, fine to coarse. Returns: the deepest map averaged, (B, C)."""
+        """features: stage maps, fine to coarse. Returns: the deepest map averaged, (B, C * pool_size**2)."""
         return self.pool(features[-1])
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
@@ -51,9 +55,9 @@ class PooledMLP(nn.Module):
     ) -> None:
         super().__init__()
         del strides
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(1))
+        self.pool, features = _pool(in_channels[-1], pool_size)
         self.classifier = nn.Sequential(
-            nn.Linear(in_channels[-1] * pool_size * pool_size, hidden),
+            nn.Linear(features, hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
             nn.Linear(hidden, out_features),

@@ -9,7 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from visionheads.data.sources import Source
-from visionheads.engine import run_loggers
+from visionheads.engine import epoch_line, run_loggers
 from visionheads.errors import ConfigError
 from visionheads.tasks._checkpoint import read_checkpoint
 from visionheads.tasks.history import History
@@ -89,10 +89,7 @@ def fit_on_features(
         if best is None or (value < best if mode == "min" else value > best):
             best, best_epoch = value, epoch
             task.save(task.run_dir / "best.pt")
-        print(
-            f"epoch {epoch + 1}/{epochs}  " + "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"),
-            file=sys.stderr,
-        )
+        print(epoch_line(row, epochs), file=sys.stderr)
     for logger in loggers:
         logger.finalize("success")
     task.set_body_frozen(False)
