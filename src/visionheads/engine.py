@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 import time
 import warnings
@@ -26,6 +27,7 @@ for _message in (
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*You defined a `validation_step` but have no `val_dataloader`.*",  # fit(val=False) is a choice
     r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
+    r".*Detected pickle protocol 4 in the checkpoint.*",  # Lightning's last.ckpt; weights_only reads it fine
 ):
     warnings.filterwarnings("ignore", message=_message)
 
@@ -71,7 +73,8 @@ class EpochSummary(Callback):
 
 
 class SaveBestAndLast(Callback):
-    """Writes last.pt every epoch and best.pt when the monitored metric improves, each atomically."""
+    """Each epoch: last.pt (weights, for Task.load) and last.ckpt (the whole training state, for
+    fit(resume=...)); best.pt when the monitored metric improves. Every file is replaced atomically."""
 
     def __init__(self, run_dir: Path, monitor: str, mode: str) -> None:
         self.run_dir = run_dir
@@ -81,17 +84,28 @@ class SaveBestAndLast(Callback):
         self.best_epoch: int | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or not getattr(module, "history_rows", None):
-            return
-        row = module.history_rows[-1]
-        module.save(self.run_dir / "last.pt")
-        value = row.get(self.monitor)
-        if value is None:
-            return
-        improved = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        row = module.history_rows[-1] if getattr(module, "history_rows", None) else None
+        value = row.get(self.monitor) if row else None
+        improved = value is not None and (
+            self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        )
         if improved:
             self.best, self.best_epoch = float(value), int(row["epoch"])
+        # Every rank takes part in save_checkpoint (a sharded strategy gathers state); rank 0 writes.
+        partial = self.run_dir / ".last.ckpt.partial"
+        trainer.save_checkpoint(partial, weights_only=False)
+        if not trainer.is_global_zero or row is None:
+            return
+        os.replace(partial, self.run_dir / "last.ckpt")  # a crash mid-write leaves the previous last.ckpt
+        module.save(self.run_dir / "last.pt")
+        if improved:
             module.save(self.run_dir / "best.pt")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state_dict["best"], state_dict["best_epoch"]
 
 
 def run_loggers(run_dir: Path) -> list:
@@ -165,6 +179,12 @@ def build_trainer(
 class RecordHistory(Callback):
     """Appends the module's epoch row to its history (first, so later callbacks see the finished epoch)
     and sends it to the loggers as one row: metrics.csv gets one line per epoch."""
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # A resumed fit restored its finished epochs from last.ckpt; the new metrics.csv starts with them.
+        for row in module.history_rows:
+            for logger in trainer.loggers:
+                logger.log_metrics(row, step=int(row["epoch"]))
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         row = module.epoch_row()

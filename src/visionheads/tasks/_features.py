@@ -97,6 +97,7 @@ def fit_on_features(
         task.load_state_dict(read_checkpoint(task.run_dir / "best.pt")[1])
     task.history_rows = rows
     task.history = History(rows, task.run_dir, best_epoch, monitor)
+    task.last_evaluated = val
     if plots:
         task.plot(task.run_dir)
     return task.history

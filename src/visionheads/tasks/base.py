@@ -6,7 +6,6 @@ its metrics, how it decodes outputs, and its plots. Everything the tasks have in
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any, ClassVar
 import lightning as L
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -25,13 +23,12 @@ from visionheads.data.images import as_image_list, read_image
 from visionheads.data.pipeline import make_loader
 from visionheads.data.samples import as_image, require_keys
 from visionheads.data.sources import Source, resolve_source
-from visionheads.engine import build_trainer, new_run_dir
 from visionheads.errors import ConfigError, DataError
 from visionheads.tasks._checkpoint import read_checkpoint, write_checkpoint
+from visionheads.tasks._fitting import run_fit
 from visionheads.tasks.history import History
 
 HeadBuilder = Callable[..., nn.Module]  # (in_channels, strides, out_features, **options) -> nn.Module
-STRATEGIES = ("auto", "scratch", "features", "freeze", "finetune")
 FINETUNE_BODY_LR_SCALE = 0.1  # pretrained bodies move slower than fresh heads (Keras / timm fine-tuning practice)
 _TASKS: Registry[type[Task]] = Registry("task", "list_tasks() shows all")
 
@@ -281,6 +278,14 @@ class Task(L.LightningModule):
         self._train_loss_sum, self._train_batches, self._last_val = torch.zeros(()), 0, {}
         return row
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The finished epochs' rows travel with the training state, so a resumed fit keeps its history."""
+        checkpoint["visionheads_history"] = [dict(row) for row in self.history_rows]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the history rows saved by on_save_checkpoint."""
+        self.history_rows = [dict(row) for row in checkpoint.get("visionheads_history", [])]
+
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW over body and head groups (body at 0.1x for finetune) with a one-cycle schedule per step."""
         settings = self._fit_settings
@@ -363,6 +368,7 @@ class Task(L.LightningModule):
         plots: bool = True,
         distributed: str = "auto",
         progress: bool | None = None,
+        resume: str | Path | None = None,
         **trainer_kwargs: Any,
     ) -> History:
         """Train on `train` (validating on `val`, or the built-in val split) and return the History.
@@ -370,81 +376,20 @@ class Task(L.LightningModule):
         `val=None` validates on a built-in dataset's own val split (if any); `val=False` skips validation.
         `strategy` is the transfer-learning strategy; `distributed` is Lightning's (e.g. "ddp"); `progress`
         forces the progress bar on or off (default: on when stderr is a terminal, else one line per epoch);
-        other keyword arguments go to `lightning.Trainer`.
+        `resume` continues an interrupted fit from its run folder (or its last.ckpt), in that folder: weights,
+        optimiser, schedule, epoch and history as they were after the last finished epoch; pass the same data
+        and settings. Other keyword arguments go to `lightning.Trainer`.
         With validation data the task ends holding the weights of its best validated epoch; without, its last.
         """
-        if strategy not in STRATEGIES:
-            raise ConfigError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
-        if epochs < 1 or batch_size < 1 or not lr > 0:
-            raise ConfigError(f"epochs, batch_size and lr must be positive (got {epochs}, {batch_size}, {lr})")
-        L.seed_everything(self.seed, verbose=False)
-        train_source = self.resolve(train)
-        if val is None and train_source.val and train_source.description.endswith(":train"):
-            val = train_source.val
-        val = None if val is False else val
-        self.check_data(train_source, fitting=True)
-        val_source = self.resolve(val) if val is not None else None
-        if val_source is not None:
-            self.check_data(val_source, fitting=False)
-        for source in (train_source, val_source):
-            self._check_first_sample(source)
-        if strategy == "auto":
-            strategy = "finetune" if self.backbone.weights is not None else "scratch"
-        self.run_dir = new_run_dir(project, self.name, name)
-        fit_settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "strategy": strategy}
-        data = {"train": train_source.description, "val": val_source.description if val_source else None}
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump({"task": self.config, "fit": fit_settings | data}))
-        if strategy == "features":
-            from visionheads.tasks._features import fit_on_features
-
-            return fit_on_features(
-                self, train_source, val_source, epochs=epochs, batch_size=batch_size, lr=lr,
-                weight_decay=weight_decay, plots=plots,
-            )  # fmt: skip
-        self._fit_settings = {
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "strategy": strategy,
-            "freeze_epochs": max(1, epochs // 5) if strategy == "finetune" and epochs > 1 else 0,
-        }
-        self.set_body_frozen(strategy == "freeze")
-        if num_workers is None:
-            # Loading in worker processes pays off when a GPU does the maths; on CPU they compete for the cores.
-            num_workers = min(8, (os.cpu_count() or 1) - 1) if torch.cuda.is_available() else 0
-        train_loader = self._loader(train_source, train=True, batch_size=batch_size, num_workers=num_workers)
-        val_loader = (
-            self._loader(val_source, train=False, batch_size=batch_size, num_workers=num_workers)
-            if val_source is not None
-            else None
-        )
-        monitor, mode = self.monitor if val_loader is not None else ("train_loss", "min")
-        trainer, saver = build_trainer(
-            run_dir=self.run_dir,
-            epochs=epochs,
-            monitor=monitor,
-            mode=mode,
-            devices=devices,
-            precision=precision,
-            distributed=distributed,
-            patience=patience,
-            callbacks=callbacks,
-            progress=progress,
-            **trainer_kwargs,
-        )
-        self.history_rows = []
-        self._reset_epoch_state()
-        trainer.fit(self, train_loader, val_loader)
-        self.set_body_frozen(False)
-        validated = val_loader is not None and self.history_rows
-        if validated and saver.best_epoch is not None and saver.best_epoch != self.history_rows[-1]["epoch"]:
-            _, best_state = read_checkpoint(self.run_dir / "best.pt")
-            self.load_state_dict(best_state)  # keep the best validated epoch, as Keras' restore_best_weights
-        self.history = History(list(self.history_rows), self.run_dir, saver.best_epoch, monitor)
-        self.last_evaluated = val_source
-        if plots:
-            self.plot(self.run_dir)
-        print(f"results saved to {self.run_dir}", file=sys.stderr)
-        return self.history
+        trainer_options = dict(
+            devices=devices, precision=precision, distributed=distributed, patience=patience,
+            callbacks=callbacks, progress=progress, **trainer_kwargs,
+        )  # fmt: skip
+        return run_fit(
+            self, train, val, epochs=epochs, batch_size=batch_size, lr=lr, strategy=strategy,
+            weight_decay=weight_decay, num_workers=num_workers, project=project, name=name, plots=plots,
+            resume=resume, trainer_options=trainer_options,
+        )  # fmt: skip
 
     @torch.inference_mode()
     def evaluate(self, data: Any, *, batch_size: int = 64) -> dict[str, float]:
