@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -98,8 +99,10 @@ class SaveBestAndLast(Callback):
             return
         os.replace(partial, self.run_dir / "last.ckpt")  # a crash mid-write leaves the previous last.ckpt
         module.save(self.run_dir / "last.pt")
-        if improved:
-            module.save(self.run_dir / "best.pt")
+        if improved:  # the same weights: copying the file is cheaper than serialising them again
+            partial_best = self.run_dir / ".best.pt.partial"
+            shutil.copyfile(self.run_dir / "last.pt", partial_best)
+            os.replace(partial_best, self.run_dir / "best.pt")
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch}
