@@ -84,6 +84,13 @@ def test_predict_and_derotate_and_plots(tmp_path):
     assert names == ["curves.png", "predicted_vs_true.png", "derotated.png"]
 
 
+def test_features_strategy_draws_the_derotation_grid_of_its_val_data():
+    task = vh.Task("regression", backbone="lenet5", in_chans=1, image_size=24)
+    history = task.fit("rotated-digits[:64]", "rotated-digits:val[:32]", epochs=2, strategy="features",
+                       batch_size=8)  # fmt: skip
+    assert {p.name for p in history.run_dir.iterdir()} >= {"predicted_vs_true.png", "derotated.png"}
+
+
 def test_data_without_angles_is_rotated_by_the_task(tiny_arrays):
     images, labels = tiny_arrays
     task = vh.Task("regression", backbone="lenet5", degrees=30)
