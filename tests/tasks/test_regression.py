@@ -6,6 +6,7 @@ import gzip
 import importlib.util
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -34,6 +35,31 @@ def test_angle_head_decodes_cos_sin_with_atan2():
     radians = np.deg2rad([179.0, -179.0, 30.0])
     outputs = torch.tensor(np.stack([np.cos(radians), np.sin(radians)], axis=1), dtype=torch.float32)
     assert task.decode(outputs) == pytest.approx([179.0, -179.0, 30.0], abs=1e-4)
+
+
+def test_rotation_leaves_no_angle_dependent_blur():
+    # A 1x bilinear rotation blurs by an amount that tells the angle; networks read it instead of the shape.
+    rng = np.random.default_rng(0)
+    digits = []  # MNIST-like: anti-aliased strokes on black, clear of the border
+    for _ in range(30):
+        canvas = np.zeros((32, 32), np.uint8)
+        for _ in range(3):
+            start, end = rng.integers(8, 24, 2), rng.integers(8, 24, 2)
+            cv2.line(canvas, tuple(map(int, start)), tuple(map(int, end)), 255, 2, cv2.LINE_AA)
+        digits.append(canvas[:, :, None])
+
+    def sharpness_spread(rotate):
+        sharpness = [np.mean([cv2.Laplacian(rotate(d, a), cv2.CV_32F).var() for d in digits]) for a in (0, 3, 20, 45)]
+        return max(sharpness) / min(sharpness)
+
+    def rotate_at_1x(image, degrees):
+        matrix = cv2.getRotationMatrix2D((15.5, 15.5), degrees, 1.0)
+        return cv2.warpAffine(image, matrix, (32, 32), flags=cv2.INTER_LINEAR)
+
+    assert sharpness_spread(rotate_at_1x) > 2  # the check can tell the difference
+    assert sharpness_spread(vh.data.rotate_image) < 1.3  # 1x bilinear: 2.3
+    rotated = vh.data.rotate_image(digits[0], 90.0)
+    np.testing.assert_allclose(rotated[4:-4, 4:-4, 0], np.rot90(digits[0][:, :, 0])[4:-4, 4:-4], atol=40)
 
 
 def test_rotated_adapter_fixes_angles_per_seed_and_resamples_for_training():

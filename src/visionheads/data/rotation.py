@@ -11,13 +11,22 @@ from torch.utils.data import Dataset
 from visionheads.data.samples import as_image
 from visionheads.errors import ConfigError
 
+SUPERSAMPLE = 4
+
 
 def rotate_image(image: np.ndarray, degrees: float) -> np.ndarray:
-    """Rotate HxWxC uint8 counter-clockwise by `degrees` about the centre, same size, black corners."""
+    """Rotate HxWxC uint8 counter-clockwise by `degrees` about the centre, same size, black corners.
+
+    The rotation runs at 4x resolution and is area-averaged back: a rotation done at 1x blurs a digit by an
+    amount that depends on the angle (none at 0°, most near 45°), and networks learn to read the angle from that
+    blur instead of from the shape (on MNIST, such a model lost 2-3° RMSE on rotations resampled differently).
+    """
     height, width = image.shape[:2]
-    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), float(degrees), 1.0)
-    rotated = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
-    return rotated.reshape(image.shape)
+    big_size = (width * SUPERSAMPLE, height * SUPERSAMPLE)
+    big = cv2.resize(image, big_size, interpolation=cv2.INTER_CUBIC)
+    matrix = cv2.getRotationMatrix2D(((big_size[0] - 1) / 2, (big_size[1] - 1) / 2), float(degrees), 1.0)
+    big = cv2.warpAffine(big, matrix, big_size, flags=cv2.INTER_CUBIC, borderValue=0)
+    return cv2.resize(big, (width, height), interpolation=cv2.INTER_AREA).reshape(image.shape)
 
 
 class Rotated(Dataset):
