@@ -73,6 +73,29 @@ class EpochSummary(Callback):
         print(epoch_line(row, self.total_epochs, time.perf_counter() - self._start), flush=True)
 
 
+RESUME_CHECKPOINT = "last.ckpt"  # the whole training state of a run, for fit(resume=...)
+
+
+def improves(value: float, best: float | None, mode: str) -> bool:
+    """Whether `value` beats `best` (None: no epoch yet) for a metric to minimise or maximise (`mode`)."""
+    return best is None or (value < best if mode == "min" else value > best)
+
+
+def save_last_and_best(module: Any, run_dir: Path, *, improved: bool) -> None:
+    """last.pt from the module's save(); best.pt as a copy of it when this epoch improved. Both atomic."""
+    module.save(run_dir / "last.pt")
+    if improved:  # the same weights: copying the file is cheaper than serialising them again
+        partial = run_dir / ".best.pt.partial"
+        shutil.copyfile(run_dir / "last.pt", partial)
+        os.replace(partial, run_dir / "best.pt")
+
+
+def log_row(loggers: list, row: dict[str, float]) -> None:
+    """Send one epoch's History row to every logger (metrics.csv gets it as one line)."""
+    for logger in loggers:
+        logger.log_metrics(row, step=int(row["epoch"]))
+
+
 class SaveBestAndLast(Callback):
     """Each epoch: last.pt (weights, for Task.load) and last.ckpt (the whole training state, for
     fit(resume=...)); best.pt when the monitored metric improves. Every file is replaced atomically."""
@@ -87,22 +110,16 @@ class SaveBestAndLast(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         row = module.history_rows[-1] if getattr(module, "history_rows", None) else None
         value = row.get(self.monitor) if row else None
-        improved = value is not None and (
-            self.best is None or (value < self.best if self.mode == "min" else value > self.best)
-        )
+        improved = value is not None and improves(value, self.best, self.mode)
         if improved:
             self.best, self.best_epoch = float(value), int(row["epoch"])
         # Every rank takes part in save_checkpoint (a sharded strategy gathers state); rank 0 writes.
-        partial = self.run_dir / ".last.ckpt.partial"
+        partial = self.run_dir / f".{RESUME_CHECKPOINT}.partial"
         trainer.save_checkpoint(partial, weights_only=False)
         if not trainer.is_global_zero or row is None:
             return
-        os.replace(partial, self.run_dir / "last.ckpt")  # a crash mid-write leaves the previous last.ckpt
-        module.save(self.run_dir / "last.pt")
-        if improved:  # the same weights: copying the file is cheaper than serialising them again
-            partial_best = self.run_dir / ".best.pt.partial"
-            shutil.copyfile(self.run_dir / "last.pt", partial_best)
-            os.replace(partial_best, self.run_dir / "best.pt")
+        os.replace(partial, self.run_dir / RESUME_CHECKPOINT)  # a crash mid-write leaves the previous one
+        save_last_and_best(module, self.run_dir, improved=improved)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch}
@@ -186,14 +203,12 @@ class RecordHistory(Callback):
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         # A resumed fit restored its finished epochs from last.ckpt; the new metrics.csv starts with them.
         for row in module.history_rows:
-            for logger in trainer.loggers:
-                logger.log_metrics(row, step=int(row["epoch"]))
+            log_row(trainer.loggers, row)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         row = module.epoch_row()
         module.history_rows.append(row)
-        for logger in trainer.loggers:
-            logger.log_metrics(row, step=int(row["epoch"]))
+        log_row(trainer.loggers, row)
 
 
 def new_run_dir(project: str | Path, task_name: str, name: str | None) -> Path:

@@ -9,7 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from visionheads.data.sources import Source
-from visionheads.engine import epoch_line, run_loggers
+from visionheads.engine import epoch_line, improves, log_row, run_loggers, save_last_and_best
 from visionheads.errors import ConfigError
 from visionheads.tasks._checkpoint import read_checkpoint
 from visionheads.tasks.history import History
@@ -82,13 +82,11 @@ def fit_on_features(
                 row |= {f"val_{key}": value for key, value in metrics.compute().items()}
             task.last_evaluation = metrics
         rows.append(row)
-        for logger in loggers:
-            logger.log_metrics(row, step=epoch)
-        task.save(task.run_dir / "last.pt")
-        value = row[monitor]
-        if best is None or (value < best if mode == "min" else value > best):
-            best, best_epoch = value, epoch
-            task.save(task.run_dir / "best.pt")
+        log_row(loggers, row)
+        improved = improves(row[monitor], best, mode)
+        if improved:
+            best, best_epoch = row[monitor], epoch
+        save_last_and_best(task, task.run_dir, improved=improved)
         print(epoch_line(row, epochs), file=sys.stderr)
     for logger in loggers:
         logger.finalize("success")

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from visionheads.data.sources import Source
-from visionheads.engine import build_trainer, new_run_dir
+from visionheads.engine import RESUME_CHECKPOINT, build_trainer, new_run_dir
 from visionheads.errors import ConfigError
 from visionheads.tasks._checkpoint import read_checkpoint
 from visionheads.tasks.history import History
@@ -21,17 +21,16 @@ if TYPE_CHECKING:
     from visionheads.tasks.base import Task
 
 STRATEGIES = ("auto", "scratch", "features", "freeze", "finetune")
-RESUME_FILE = "last.ckpt"
 
 
 def resume_checkpoint(resume: str | Path) -> Path:
     """The last.ckpt of a run folder (or the file itself); ConfigError naming what is missing."""
     path = Path(resume).expanduser()
-    checkpoint = path / RESUME_FILE if path.is_dir() else path
+    checkpoint = path / RESUME_CHECKPOINT if path.is_dir() else path
     if not checkpoint.is_file():
         raise ConfigError(
-            f"resume={str(resume)!r}: no {RESUME_FILE} there; pass the run folder of an interrupted fit "
-            f"(it holds {RESUME_FILE}, written after every epoch) or that file itself"
+            f"resume={str(resume)!r}: no {RESUME_CHECKPOINT} there; pass the run folder of an interrupted fit "
+            f"(it holds {RESUME_CHECKPOINT}, written after every epoch) or that file itself"
         )
     return checkpoint
 
@@ -138,7 +137,7 @@ def run_fit(
 
 
 def _say_how_to_resume(run_dir: Path) -> None:
-    if (run_dir / RESUME_FILE).is_file():
+    if (run_dir / RESUME_CHECKPOINT).is_file():
         print(
             f"fit stopped; {run_dir} keeps every finished epoch. Continue with fit(..., resume={str(run_dir)!r}) "
             f"or `visionheads fit RECIPE resume={run_dir}`",
