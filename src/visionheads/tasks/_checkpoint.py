@@ -53,3 +53,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
     if payload.get("version", 0) > VERSION:
         raise ConfigError(f"{path}: checkpoint version {payload['version']} is newer than this visionheads")
     return payload["config"], payload["state_dict"]
+
+
+def task_arguments(config: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments that rebuild a task from its saved `config` (Task(config["task"], **these))."""
+    keys = ("backbone", "head", "in_chans", "image_size", "num_classes", "class_names", "seed", "mean", "std")
+    return {**{key: config[key] for key in keys}, **config["options"]}

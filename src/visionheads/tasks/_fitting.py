@@ -15,12 +15,28 @@ from visionheads.data.sources import Source
 from visionheads.engine import RESUME_CHECKPOINT, build_trainer, new_run_dir
 from visionheads.errors import ConfigError
 from visionheads.tasks._checkpoint import read_checkpoint
+from visionheads.tasks._loading import check_first_sample, task_loader
 from visionheads.tasks.history import History
 
 if TYPE_CHECKING:
     from visionheads.tasks.base import Task
 
 STRATEGIES = ("auto", "scratch", "features", "freeze", "finetune")
+FINETUNE_BODY_LR_SCALE = 0.1  # pretrained bodies move slower than fresh heads (Keras / timm fine-tuning practice)
+
+
+def optimizer_and_schedule(task: Task, settings: dict[str, Any], total_steps: int) -> dict[str, Any]:
+    """AdamW over body and head groups (body at 0.1x for finetune) with a one-cycle schedule per step."""
+    lr = settings["lr"]
+    groups = [{"params": list(task.head.parameters()), "lr": lr, "name": "head"}]
+    if settings["strategy"] in ("scratch", "finetune"):
+        body_lr = lr * (FINETUNE_BODY_LR_SCALE if settings["strategy"] == "finetune" else 1.0)
+        groups.insert(0, {"params": list(task.backbone.parameters()), "lr": body_lr, "name": "body"})
+    optimizer = torch.optim.AdamW(groups, weight_decay=settings["weight_decay"])
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[group["lr"] for group in groups], total_steps=max(1, total_steps), pct_start=0.2
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def resume_checkpoint(resume: str | Path) -> Path:
@@ -46,7 +62,7 @@ def resolve_sources(task: Task, train: Any, val: Any) -> tuple[Source, Source | 
     if val_source is not None:
         task.check_data(val_source, fitting=False)
     for source in (train_source, val_source):
-        task._check_first_sample(source)
+        check_first_sample(task, source)
     return train_source, val_source
 
 
@@ -100,10 +116,10 @@ def run_fit(
     if num_workers is None:
         # Loading in worker processes pays off when a GPU does the maths; on CPU they compete for the cores.
         num_workers = min(8, (os.cpu_count() or 1) - 1) if torch.cuda.is_available() else 0
-    train_loader = task._loader(train_source, train=True, batch_size=batch_size, num_workers=num_workers)
+    train_loader = task_loader(task, train_source, train=True, batch_size=batch_size, num_workers=num_workers)
     val_loader = None
     if val_source is not None:
-        val_loader = task._loader(val_source, train=False, batch_size=batch_size, num_workers=num_workers)
+        val_loader = task_loader(task, val_source, train=False, batch_size=batch_size, num_workers=num_workers)
     monitor, mode = task.monitor if val_loader is not None else ("train_loss", "min")
     trainer, saver = build_trainer(
         run_dir=task.run_dir, epochs=epochs, monitor=monitor, mode=mode, **trainer_options

@@ -6,7 +6,6 @@ its metrics, how it decodes outputs, and its plots. Everything the tasks have in
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,21 +14,19 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from visionheads._registry import Registry
 from visionheads.backbones import Backbone, create_backbone
 from visionheads.data.images import as_image_list, read_image
-from visionheads.data.pipeline import make_loader
-from visionheads.data.samples import as_image, require_keys
+from visionheads.data.samples import as_image
 from visionheads.data.sources import Source, resolve_source
 from visionheads.errors import ConfigError, DataError
-from visionheads.tasks._checkpoint import read_checkpoint, write_checkpoint
-from visionheads.tasks._fitting import run_fit
+from visionheads.tasks._checkpoint import read_checkpoint, task_arguments, write_checkpoint
+from visionheads.tasks._fitting import optimizer_and_schedule, run_fit
+from visionheads.tasks._inference import evaluate_task, predict_task
 from visionheads.tasks.history import History
 
 HeadBuilder = Callable[..., nn.Module]  # (in_channels, strides, out_features, **options) -> nn.Module
-FINETUNE_BODY_LR_SCALE = 0.1  # pretrained bodies move slower than fresh heads (Keras / timm fine-tuning practice)
 _TASKS: Registry[type[Task]] = Registry("task", "list_tasks() shows all")
 
 
@@ -288,20 +285,7 @@ class Task(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW over body and head groups (body at 0.1x for finetune) with a one-cycle schedule per step."""
-        settings = self._fit_settings
-        lr = settings["lr"]
-        groups = [{"params": list(self.head.parameters()), "lr": lr, "name": "head"}]
-        if settings["strategy"] in ("scratch", "finetune"):
-            body_lr = lr * (FINETUNE_BODY_LR_SCALE if settings["strategy"] == "finetune" else 1.0)
-            groups.insert(0, {"params": list(self.backbone.parameters()), "lr": body_lr, "name": "body"})
-        optimizer = torch.optim.AdamW(groups, weight_decay=settings["weight_decay"])
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=[group["lr"] for group in groups],
-            total_steps=max(1, int(self.trainer.estimated_stepping_batches)),
-            pct_start=0.2,
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return optimizer_and_schedule(self, self._fit_settings, int(self.trainer.estimated_stepping_batches))
 
     def on_train_epoch_start(self) -> None:
         """Finetune: keep the body frozen for the first `freeze_epochs` epochs."""
@@ -318,34 +302,6 @@ class Task(L.LightningModule):
         if len(source.dataset) == 0:
             raise DataError(f"{source.description}: the dataset is empty")
         return source
-
-    def sample_transform(self, pipeline: Any, description: str) -> Callable[[dict[str, Any], int], dict]:
-        """Per-sample check + augmentation + tensor conversion, naming the sample in every error."""
-
-        def transform(sample: dict[str, Any], index: int) -> dict[str, torch.Tensor]:
-            where = f"{description}[{index}]"
-            sample = dict(require_keys(sample, self.sample_keys(), where))
-            sample["image"] = as_image(sample["image"], f"{where}['image']", channels=self.in_chans)
-            return self.to_tensors(pipeline, sample, where)
-
-        return transform
-
-    def _check_first_sample(self, source: Source | None) -> None:
-        # Fail before training starts, not at a random batch of epoch 3.
-        if source is None:
-            return
-        self.sample_transform(self.eval_transform(), source.description)(source.dataset[0], 0)
-
-    def _loader(self, source: Source, *, train: bool, batch_size: int, num_workers: int) -> torch.utils.data.DataLoader:
-        pipeline = self.train_transform(source) if train else self.eval_transform()
-        return make_loader(
-            source.dataset,
-            self.sample_transform(pipeline, source.description),
-            batch_size=batch_size,
-            shuffle=train,
-            num_workers=num_workers,
-            drop_last=train and len(source.dataset) > batch_size,  # no 1-sample batch to upset BatchNorm
-        )
 
     # ----- the public workflow ---------------------------------------------------------------------
     def fit(
@@ -391,38 +347,13 @@ class Task(L.LightningModule):
             resume=resume, trainer_options=trainer_options,
         )  # fmt: skip
 
-    @torch.inference_mode()
     def evaluate(self, data: Any, *, batch_size: int = 64) -> dict[str, float]:
         """Metrics of the task on `data` as plain floats under stable names."""
-        source = self.resolve(data)
-        self.check_data(source, fitting=False)
-        self._check_first_sample(source)
-        loader = self._loader(source, train=False, batch_size=batch_size, num_workers=0)
-        device = _inference_device()
-        self.to(device).eval()
-        metrics = self.new_metrics()
-        loss_sum, batches = 0.0, 0
-        for batch in tqdm(loader, desc=f"evaluate {source.description}", disable=not sys.stderr.isatty(), leave=False):
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            outputs = self(batch["image"])
-            loss_sum += float(self.compute_loss(outputs, batch))
-            batches += 1
-            metrics.update(outputs, batch)
-        self.last_evaluation, self.last_evaluated = metrics, source
-        return {"loss": loss_sum / max(batches, 1), **metrics.compute()}
+        return evaluate_task(self, data, batch_size=batch_size)
 
-    @torch.inference_mode()
     def predict(self, images: Any, *, batch_size: int = 64) -> list[Any]:
         """Predictions for image files, one HxWxC array, or a batch NxHxWxC; one result per image."""
-        arrays = self.image_arrays(images)
-        pipeline = self.eval_transform()
-        device = _inference_device()
-        self.to(device).eval()
-        results: list[Any] = []
-        for start in range(0, len(arrays), batch_size):
-            tensors = torch.stack([pipeline(image=array)["image"] for array in arrays[start : start + batch_size]])
-            results += self.decode(self(tensors.to(device)))
-        return results
+        return predict_task(self, images, batch_size=batch_size)
 
     def image_arrays(self, images: Any) -> list[np.ndarray]:
         """Image paths, one HxWxC array or a batch (N, H, W[, C]) to checked HxWxC uint8 arrays."""
@@ -443,19 +374,7 @@ class Task(L.LightningModule):
     def load(cls, path: str | Path) -> Task:
         """Rebuild a saved task; the file is read with weights_only=True, so it cannot run code."""
         config, state_dict = read_checkpoint(path)
-        task = Task(
-            config["task"],
-            backbone=config["backbone"],
-            head=config["head"],
-            in_chans=config["in_chans"],
-            image_size=config["image_size"],
-            num_classes=config["num_classes"],
-            class_names=config["class_names"],
-            seed=config["seed"],
-            mean=config["mean"],
-            std=config["std"],
-            **config["options"],
-        )
+        task = Task(config["task"], **task_arguments(config))
         if task.head is None:
             task.build_head()
         task.load_state_dict(state_dict)
@@ -480,10 +399,6 @@ class Task(L.LightningModule):
         from visionheads.tasks.recipe import run_recipe
 
         return run_recipe(path, overrides)
-
-
-def _inference_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _head_option_names(build: HeadBuilder) -> set[str]:
