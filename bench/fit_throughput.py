@@ -18,6 +18,7 @@ import torch
 from torch.nn import functional as F
 
 import visionheads as vh
+from visionheads.tasks._loading import task_loader
 
 
 def build_task(args: argparse.Namespace) -> vh.Task:
@@ -31,7 +32,7 @@ def plain_loop(args: argparse.Namespace) -> float:
     model = build_task(args)
     source = model.resolve("digits")
     model.check_data(source, fitting=True)
-    loader = model._loader(source, train=True, batch_size=args.batch_size, num_workers=0)
+    loader = task_loader(model, source, train=True, batch_size=args.batch_size, num_workers=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=args.epochs * len(loader))
     model.train()
