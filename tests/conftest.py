@@ -13,6 +13,13 @@ os.environ.setdefault("VISIONHEADS_OFFLINE", "1")  # a test never needs the netw
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _data_home(tmp_path_factory):
+    # Built-in data made on first use (shapes) goes to a cache of the test session, never the user's.
+    os.environ["VISIONHEADS_HOME"] = str(tmp_path_factory.mktemp("visionheads_home"))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -1,5 +1,6 @@
 """Data: sample dicts, adapters (folders, arrays, built-in datasets), transforms and loaders."""
 
+from visionheads.data.coco import COCOSubset
 from visionheads.data.folders import ClassFolders
 from visionheads.data.mnist import MNIST
 from visionheads.data.rotation import Rotated, rotate_image
@@ -7,6 +8,7 @@ from visionheads.data.samples import ArraySamples
 from visionheads.data.sources import Source, list_datasets, register_dataset, resolve_source
 
 __all__ = [
+    "COCOSubset",
     "MNIST",
     "ArraySamples",
     "ClassFolders",

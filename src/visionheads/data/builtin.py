@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from visionheads.data.coco import COCOSubset
 from visionheads.data.digits import SPLITS, digits
 from visionheads.data.mnist import MNIST
 from visionheads.data.rotation import Rotated
 from visionheads.data.samples import change_channels
+from visionheads.data.shapes import shapes_split
 from visionheads.data.sources import Source, register_dataset
 from visionheads.errors import DataError
 
@@ -69,5 +71,14 @@ class _Channels:
         return sample
 
 
+def _shapes_source(args: list[str], channels: int) -> Source:
+    # shapes[:split]: synthetic COCO scenes, made once into the data cache and read like any COCO folder.
+    split = _split_arg("shapes", args)
+    folder = shapes_split(split)
+    dataset = COCOSubset(folder / "annotations.json", folder, channels=channels)
+    return Source(dataset, f"shapes:{split}", class_names=dataset.class_names, val="shapes:val")
+
+
 register_dataset("rotated-digits", _rotated_digits_source)
+register_dataset("shapes", _shapes_source)
 register_dataset("mnist", _mnist_source)

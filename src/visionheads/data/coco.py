@@ -1,0 +1,167 @@
+"""A COCO subset (pycocotools): chosen categories and images, as sample dicts with boxes, labels and masks."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset
+
+from visionheads.data.images import read_image
+from visionheads.errors import DataError
+
+BACKGROUND = "background"
+_REQUIRED_FIELDS = {
+    "images": ("id", "file_name", "width", "height"),
+    "annotations": ("image_id", "category_id", "bbox"),
+    "categories": ("id", "name"),
+}
+
+
+class COCOSubset(Dataset):
+    """Images of a COCO annotation file with their objects, restricted to `categories` and `max_images`.
+
+    A sample: `image` HxWxC uint8; `boxes` (N, 4) float32 xyxy in pixels; `labels` (N,) int64 in 1..K (the
+    position of the category in `categories`, 0 being background); `masks` (N, H, W) uint8 instance masks;
+    `mask` (H, W) int64 semantic mask (0 background, k where an object of label k lies); `image_id`.
+    """
+
+    def __init__(
+        self,
+        annotations: str | Path,
+        images_root: str | Path | None = None,
+        *,
+        categories: Sequence[str | int] | None = None,
+        max_images: int | None = None,
+        channels: int = 3,
+        include_crowd: bool = False,
+    ) -> None:
+        self.annotations = Path(annotations).expanduser()
+        self.images_root = Path(images_root).expanduser() if images_root is not None else self.annotations.parent
+        self.channels = channels
+        self.include_crowd = include_crowd
+        self.coco = _read_coco(self.annotations)
+        self.category_ids = self._choose_categories(categories)
+        self.category_names = [self.coco.cats[c]["name"] for c in self.category_ids]
+        self.class_names = [BACKGROUND, *self.category_names]  # index = label = value in `mask`
+        self._label_of = {category: label for label, category in enumerate(self.category_ids, start=1)}
+        self.image_ids = self._choose_images(max_images)
+        if not self.image_ids:
+            raise DataError(f"{self.annotations}: no image holds an object of categories {self.category_names}")
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        info = self.coco.imgs[self.image_ids[index]]
+        path = self._image_path(info)
+        image = read_image(path, self.channels)
+        height, width = int(info["height"]), int(info["width"])
+        if image.shape[:2] != (height, width):
+            raise DataError(
+                f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.annotations.name} says "
+                f"{width}x{height}; fix the file or its width/height in the annotations"
+            )
+        boxes, labels, masks = [], [], []
+        for annotation in self._annotations_of(info["id"]):
+            x, y, w, h = (float(v) for v in annotation["bbox"])
+            x0, y0 = max(0.0, x), max(0.0, y)
+            x1, y1 = min(float(width), x + w), min(float(height), y + h)
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                continue  # degenerate or outside the image: R-CNN losses would turn NaN on it
+            boxes.append([x0, y0, x1, y1])
+            labels.append(self._label_of[annotation["category_id"]])
+            if annotation.get("segmentation"):
+                masks.append(self.coco.annToMask(annotation))
+            else:  # boxes-only annotations: the box is the best mask there is
+                masks.append(_box_mask(height, width, (x0, y0, x1, y1)))
+        semantic = np.zeros((height, width), dtype=np.int64)
+        for label, mask in zip(labels, masks, strict=True):
+            semantic[mask > 0] = label  # in annotation order: later objects lie on top
+        return {
+            "image": image,
+            "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            "labels": np.asarray(labels, dtype=np.int64),
+            "masks": np.asarray(masks, dtype=np.uint8).reshape(-1, height, width),
+            "mask": semantic,
+            "image_id": int(info["id"]),
+        }
+
+    def _choose_categories(self, categories: Sequence[str | int] | None) -> list[int]:
+        by_name = {category["name"]: category_id for category_id, category in self.coco.cats.items()}
+        if categories is None:
+            return sorted(self.coco.cats)
+        chosen = []
+        for category in categories:
+            category_id = by_name.get(category) if isinstance(category, str) else int(category)
+            if category_id not in self.coco.cats:
+                raise DataError(
+                    f"{self.annotations}: no category {category!r}; it has {sorted(by_name)} "
+                    f"(ids {sorted(self.coco.cats)})"
+                )
+            chosen.append(category_id)
+        return chosen
+
+    def _choose_images(self, max_images: int | None) -> list[int]:
+        # Images holding any chosen category (getImgIds(catIds=...) would demand all of them), in id order.
+        image_ids = sorted({i for c in self.category_ids for i in self.coco.catToImgs.get(c, [])})
+        image_ids = [i for i in image_ids if self._annotations_of(i)]  # not images with crowd regions only
+        return image_ids[:max_images] if max_images is not None else image_ids
+
+    def _annotations_of(self, image_id: int) -> list[dict[str, Any]]:
+        return [
+            annotation
+            for annotation in self.coco.imgToAnns.get(image_id, [])
+            if annotation["category_id"] in self._label_of and (self.include_crowd or not annotation.get("iscrowd"))
+        ]
+
+    def _image_path(self, info: dict[str, Any]) -> Path:
+        root = self.images_root.resolve()
+        path = (root / str(info.get("file_name", ""))).resolve()
+        if not path.is_relative_to(root) or path == root:
+            raise DataError(
+                f"{self.annotations}: image {info.get('id')} has file_name {info.get('file_name')!r}, "
+                f"which leaves the images folder {root}; file names must be relative paths inside it"
+            )
+        if not path.is_file():
+            raise DataError(
+                f"{path}: image file not found (image {info['id']} of {self.annotations.name}); "
+                "pass images_root= the folder that holds the file names of the annotations"
+            )
+        return path
+
+
+def _read_coco(path: Path) -> COCO:
+    """pycocotools' index of `path`, with a DataError for a missing file or anything not COCO-shaped."""
+    if not path.is_file():
+        raise DataError(f"{path}: COCO annotation file not found")
+    try:
+        payload = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: not a JSON file ({error})") from error
+    missing = [key for key in ("images", "annotations", "categories") if key not in payload]
+    if not isinstance(payload, dict) or missing:
+        raise DataError(f"{path}: not COCO instances JSON; missing {missing or 'a top-level object'}")
+    for key, fields in _REQUIRED_FIELDS.items():
+        for position, entry in enumerate(payload[key]):
+            absent = [field for field in fields if field not in entry]
+            if absent:
+                raise DataError(f"{path}: {key}[{position}] lacks {absent}")
+    coco = COCO()
+    coco.dataset = payload
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        coco.createIndex()
+    return coco
+
+
+def _box_mask(height: int, width: int, box: tuple[float, float, float, float]) -> np.ndarray:
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    return mask
