@@ -30,3 +30,13 @@ def test_trainer_has_our_callbacks_and_no_lightning_checkpointing(tmp_path):
     assert names.index("RecordHistory") < names.index("SaveBestAndLast")  # rows exist before saving
     assert "EarlyStopping" in names and "EpochSummary" in names and "ModelCheckpoint" not in names
     assert trainer.max_epochs == 3 and saver.monitor == "val_loss"
+
+
+def test_epoch_line_keeps_long_rows_readable():
+    from visionheads.engine import EPOCH_LINE_VALUES, epoch_line
+
+    row = {"epoch": 2, "train_loss": 0.5, **{f"val_iou_class{i}": i / 100 for i in range(30)}}
+    line = epoch_line(row, 10, seconds=1.25)
+    assert line.startswith("epoch 3/10  train_loss=0.5000  val_iou_class0=0.0000")
+    assert line.count("=") == EPOCH_LINE_VALUES and line.endswith(f"(+{31 - EPOCH_LINE_VALUES} in metrics.csv)  (1.2s)")
+    assert "(+" not in epoch_line({"epoch": 0, "train_loss": 0.5}, 1)

@@ -49,9 +49,15 @@ def resolve_precision(precision: str | int, accelerator: str) -> str:
     return "32-true"
 
 
+EPOCH_LINE_VALUES = 10
+
+
 def epoch_line(row: dict[str, float], total_epochs: int, seconds: float | None = None) -> str:
     """`epoch 3/10  train_loss=0.1234  val_loss=0.2345  (1.3s)` for one History row."""
-    shown = "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch" and isinstance(v, float))
+    values = [f"{k}={v:.4f}" for k, v in row.items() if k != "epoch" and isinstance(v, float)]
+    if len(values) > EPOCH_LINE_VALUES:  # e.g. one IoU per class of 80 COCO classes: those stay in metrics.csv
+        values = [*values[:EPOCH_LINE_VALUES], f"(+{len(values) - EPOCH_LINE_VALUES} in metrics.csv)"]
+    shown = "  ".join(values)
     timing = f"  ({seconds:.1f}s)" if seconds is not None else ""
     return f"epoch {int(row['epoch']) + 1}/{total_epochs}  {shown}{timing}"
 
