@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from visionheads.errors import VisionHeadsError
 
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="predictions of a saved task for image files")
     predict.add_argument("checkpoint")
     predict.add_argument("images", nargs="+")
+    predict.add_argument("--out", default="predictions", help="folder for mask PNGs (segmentation)")
     predict.set_defaults(run=_predict)
 
     listing = sub.add_parser("list", help="list backbones, tasks, heads or built-in datasets")
@@ -118,9 +120,21 @@ def _predict(args: argparse.Namespace) -> int:
 
     task = vh.Task.load(args.checkpoint)
     for image, result in zip(args.images, task.predict(args.images), strict=False):
-        shown = {k: v for k, v in result.items() if k != "probs"} if isinstance(result, dict) else result
+        if getattr(result, "ndim", 0) == 2:  # a mask: too big to print, written as a PNG of class indices
+            shown = f"mask saved to {_save_mask(result, Path(args.out) / f'{Path(image).stem}_mask.png')}"
+        else:
+            shown = {k: v for k, v in result.items() if k != "probs"} if isinstance(result, dict) else result
         echo(f"{image}: {shown}")
     return 0
+
+
+def _save_mask(mask: Any, path: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask.astype(np.uint8 if mask.max() < 256 else np.uint16)).save(path)
+    return path
 
 
 def _list(args: argparse.Namespace) -> int:

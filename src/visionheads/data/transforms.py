@@ -20,12 +20,16 @@ def train_pipeline(
     *,
     flips: bool,
     seed: int | None = None,
+    fill_mask: int = 0,
     **compose_kwargs,
 ) -> A.Compose:
-    """Mild geometric and photometric jitter; horizontal flips only where a mirror keeps the meaning."""
+    """Mild geometric and photometric jitter; horizontal flips only where a mirror keeps the meaning.
+
+    `fill_mask` labels the mask pixels that a shift or rotation brings in from outside the image.
+    """
     steps = [
         A.Resize(image_size, image_size),
-        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.08, 0.08), rotate=(-10, 10), p=0.8),
+        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.08, 0.08), rotate=(-10, 10), fill_mask=fill_mask, p=0.8),
     ]
     if flips:
         steps.append(A.HorizontalFlip(p=0.5))

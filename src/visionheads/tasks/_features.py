@@ -46,7 +46,10 @@ def fit_on_features(
 ) -> History:
     """Train `task.head.classifier` on cached features (the body never changes); writes to `task.run_dir`."""
     if not (hasattr(task.head, "pooled") and hasattr(task.head, "classifier")):
-        raise ConfigError(f"strategy='features' needs a pooled head (e.g. linear, mlp), not {task.head_name!r}")
+        raise ConfigError(
+            f"strategy='features' needs a pooled head (e.g. linear, mlp), not {task.head_name!r}; "
+            "strategy='freeze' also trains the head alone"
+        )
     task.set_body_frozen(True)
     train_x, train_y = cache_features(task, train, batch_size)
     val_data = cache_features(task, val, batch_size) if val is not None else None

@@ -1,0 +1,145 @@
+"""The segmentation task: heads over every backbone, CE + Dice, confusion-matrix metrics, data checks, plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import visionheads as vh
+from visionheads.tasks.segmentation import IGNORE_INDEX, confusion_metrics
+
+FAST = {"batch_size": 8, "lr": 3e-3, "plots": False, "progress": False}
+
+
+def _mask_samples(count: int = 4, size: int = 24, channels: int = 3, seed: int = 0) -> list[dict]:
+    """Noisy grey images with a bright square (class 1) and a dark bar (class 2) at seeded places."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(count):
+        image = rng.normal(128, 20, size=(size, size, channels))
+        mask = np.zeros((size, size), dtype=np.int64)
+        y, x = rng.integers(0, size - 8, size=2)
+        image[y : y + 8, x : x + 8], mask[y : y + 8, x : x + 8] = 230, 1
+        column = int(rng.integers(0, size - 3))
+        image[:, column : column + 3], mask[:, column : column + 3] = 20, 2
+        samples.append({"image": np.clip(image, 0, 255).astype(np.uint8), "mask": mask})
+    return samples
+
+
+def test_metrics_read_off_the_confusion_matrix():
+    # rows true, columns predicted: background 8 px right, 2 called "a"; "a" 3 right, 1 called background.
+    confusion = np.array([[8, 2, 0], [1, 3, 0], [0, 0, 0]])
+    metrics = confusion_metrics(confusion, ["background", "a", "b c"])
+    assert metrics["iou_background"] == pytest.approx(8 / 11)
+    assert metrics["iou_a"] == pytest.approx(3 / 6)
+    assert np.isnan(metrics["iou_b_c"])  # neither true nor predicted: no IoU, and not in the mean
+    assert metrics["miou"] == pytest.approx((8 / 11 + 3 / 6) / 2)
+    assert metrics["dice"] == pytest.approx((16 / 19 + 6 / 9) / 2)
+    assert metrics["pixel_accuracy"] == pytest.approx(11 / 14)
+
+
+def test_metrics_skip_ignored_pixels():
+    task = vh.Task("segmentation", backbone="lenet5", num_classes=2)
+    metrics = task.new_metrics()
+    scores = torch.tensor([[[[5.0, 5.0]], [[0.0, 0.0]]]])  # predicts class 0 for both pixels
+    metrics.update(scores, {"mask": torch.tensor([[[0, IGNORE_INDEX]]])})
+    assert metrics.compute()["pixel_accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("head", ["unet", "segnet"])
+@pytest.mark.parametrize("backbone", vh.list_backbones())
+def test_every_backbone_runs_a_segmentation_step(backbone, head):
+    task = vh.Task("segmentation", backbone=backbone, head=head, num_classes=3)
+    size = max(64, task.backbone.min_input_size)
+    scores = task(torch.randn(2, 3, size, size))
+    mask = torch.randint(0, 3, (2, size, size))
+    loss = task.compute_loss(scores, {"mask": mask})
+    loss.backward()
+    assert scores.shape == (2, 3, size, size) and torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in task.parameters() if p.grad is not None)
+
+
+def test_fit_learns_to_segment_from_scratch():
+    task = vh.Task("segmentation", backbone="simple_cnn", image_size=24, num_classes=3, seed=0)
+    history = task.fit(_mask_samples(48), _mask_samples(16, seed=1), epochs=8, **FAST)
+    assert history["train_loss"][-1] < 0.5 * history["train_loss"][0]
+    metrics = task.evaluate(_mask_samples(32, seed=2))
+    assert {"miou", "dice", "pixel_accuracy", "iou_0", "iou_1", "iou_2"} <= set(metrics)
+    # Calling every pixel background scores mIoU ~0.27 (its IoU ~0.8, the two others 0).
+    assert metrics["miou"] > 0.6 and min(metrics["iou_1"], metrics["iou_2"]) > 0.4
+
+
+def test_predict_gives_masks_at_each_image_size_and_load_keeps_them(tmp_path):
+    task = vh.Task("segmentation", backbone="lenet5", image_size=32, num_classes=3)
+    task.fit(_mask_samples(), epochs=1, **FAST)
+    images = [np.zeros((40, 50, 3), dtype=np.uint8), np.full((20, 20, 3), 200, dtype=np.uint8)]
+    masks = task.predict(images)
+    assert [m.shape for m in masks] == [(40, 50), (20, 20)]
+    assert all(m.dtype == np.int64 and m.min() >= 0 and m.max() < 3 for m in masks)
+    loaded = vh.Task.load(task.save(tmp_path / "seg.pt"))
+    assert all((a == b).all() for a, b in zip(loaded.predict(images), masks, strict=True))
+
+
+def test_plots_show_images_with_true_and_predicted_masks(tmp_path):
+    task = vh.Task("segmentation", backbone="lenet5", image_size=32)
+    task.fit("shapes[:16]", "shapes:val[:8]", epochs=1, **FAST)
+    names = [p.name for p in task.plot(tmp_path)]
+    assert names == ["curves.png", "masks.png"]
+    assert Image.open(tmp_path / "masks.png").size[0] > 400
+
+
+def test_mask_folders_and_coco_paths_are_read(tmp_path):
+    root = tmp_path / "folder"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for index, sample in enumerate(_mask_samples(3)):
+        Image.fromarray(sample["image"]).save(root / "images" / f"{index}.jpg")
+        Image.fromarray(sample["mask"].astype(np.uint8)).save(root / "masks" / f"{index}.png")
+    (root / "classes.txt").write_text("background\nsquare\nbar\n")
+    task = vh.Task("segmentation", backbone="lenet5", image_size=32)
+    task.fit(root, epochs=1, **FAST)
+    assert task.class_names == ["background", "square", "bar"]
+    assert set(task.evaluate(root)) >= {"miou", "iou_square", "iou_bar"}
+    (root / "masks" / "2.png").unlink()
+    with pytest.raises(vh.DataError, match=r"no mask for 1 image\(s\), e.g. \['2.png'\]"):
+        task.evaluate(root)
+
+
+def test_bad_masks_are_named():
+    task = vh.Task("segmentation", backbone="lenet5", image_size=32, num_classes=3)
+    samples = _mask_samples(2)
+    samples[1]["mask"] = samples[1]["mask"][:-1]
+    with pytest.raises(vh.DataError, match=r"list\[1\]\['mask'\]: shape \(23, 24\) but the image is \(24, 24\)"):
+        task.evaluate(samples)
+    samples = _mask_samples(2)
+    samples[0]["mask"][0, 0] = 7
+    with pytest.raises(vh.DataError, match=r"\['mask'\]: class index 7 outside 0..2 \(use 255 for pixels to ignore"):
+        task.evaluate(samples)
+    samples = _mask_samples(2)
+    samples[0]["mask"] = samples[0]["mask"].astype(np.float32)
+    with pytest.raises(vh.DataError, match="dtype float32; a mask holds integer class indices"):
+        task.evaluate(samples)
+
+
+def test_class_count_mismatch_and_unknown_classes_are_config_errors():
+    with pytest.raises(vh.ConfigError, match=r"num_classes=3 but shapes\[:8\] has 4 classes"):
+        vh.Task("segmentation", backbone="lenet5", num_classes=3).fit("shapes[:8]", epochs=1, **FAST)
+    with pytest.raises(vh.ConfigError, match="pass num_classes"):
+        vh.Task("segmentation", backbone="lenet5").fit(_mask_samples(), epochs=1, **FAST)
+
+
+def test_cli_predict_writes_mask_pngs(tmp_path, capsys):
+    from visionheads.cli import main
+
+    task = vh.Task("segmentation", backbone="lenet5", image_size=32, num_classes=3)
+    task.fit(_mask_samples(), epochs=1, **FAST)
+    checkpoint = task.save(tmp_path / "seg.pt")
+    image = tmp_path / "scene.png"
+    Image.fromarray(_mask_samples(1)[0]["image"][:20]).save(image)
+    assert main(["predict", str(checkpoint), str(image), "--out", str(tmp_path / "out")]) == 0
+    written = tmp_path / "out" / "scene_mask.png"
+    assert f"mask saved to {written}" in capsys.readouterr().out
+    saved = np.asarray(Image.open(written))
+    assert saved.shape == (20, 24) and (saved == task.predict([str(image)])[0]).all()
