@@ -54,6 +54,26 @@ def test_a_crashed_fit_resumes_where_it_stopped(capsys):
     assert resumed.evaluate("digits:test")["accuracy"] > 0.3  # 10 classes: chance is 0.1
 
 
+class ReadMetricsFile(L.Callback):
+    """Reads metrics.csv as each epoch starts, while the fit is still running."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[int]] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        path, rows = module.run_dir / "metrics.csv", []
+        if path.is_file():
+            with open(path) as file:
+                rows = list(csv.DictReader(file))
+        self.seen.append([int(float(row["epoch"])) for row in rows])
+
+
+def test_metrics_file_holds_every_finished_epoch_while_training_runs():
+    reader = ReadMetricsFile()
+    _task().fit(**FIT, callbacks=[reader])
+    assert reader.seen == [[], [0], [0, 1], [0, 1, 2]]
+
+
 def test_resume_without_a_checkpoint_says_what_to_pass(tmp_path):
     with pytest.raises(vh.ConfigError, match=r"no last.ckpt there; pass the run folder"):
         _task().fit(**FIT, resume=tmp_path)

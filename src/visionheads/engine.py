@@ -100,6 +100,7 @@ def log_row(loggers: list, row: dict[str, float]) -> None:
     """Send one epoch's History row to every logger (metrics.csv gets it as one line)."""
     for logger in loggers:
         logger.log_metrics(row, step=int(row["epoch"]))
+        logger.save()  # now, not at the end of fit: `tail -f metrics.csv` and a killed run see every epoch
 
 
 class SaveBestAndLast(Callback):
