@@ -48,7 +48,7 @@ def test_metrics_skip_ignored_pixels():
     assert metrics.compute()["pixel_accuracy"] == 1.0
 
 
-@pytest.mark.parametrize("head", ["unet", "segnet"])
+@pytest.mark.parametrize("head", ["unet", "segnet", "fpn", "deeplabv3plus"])
 @pytest.mark.parametrize("backbone", vh.list_backbones())
 def test_every_backbone_runs_a_segmentation_step(backbone, head):
     task = vh.Task("segmentation", backbone=backbone, head=head, num_classes=3)
@@ -59,6 +59,15 @@ def test_every_backbone_runs_a_segmentation_step(backbone, head):
     loss.backward()
     assert scores.shape == (2, 3, size, size) and torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in task.parameters() if p.grad is not None)
+
+
+def test_head_options_reach_their_head():
+    fpn = vh.Task("segmentation", backbone="lenet5", head="fpn", num_classes=2, pyramid_channels=32)
+    assert all(conv.out_channels == 32 for conv in fpn.head.lateral)
+    deeplab = vh.Task("segmentation", backbone="lenet5", head="deeplabv3plus", num_classes=2, aspp_channels=40)
+    assert deeplab.head.classifier.in_channels == 40
+    with pytest.raises(vh.ConfigError, match="has no option.*aspp_channels"):
+        vh.Task("segmentation", backbone="lenet5", num_classes=2, decoder_width=8)
 
 
 def test_fit_learns_to_segment_from_scratch():

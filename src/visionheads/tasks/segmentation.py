@@ -1,4 +1,4 @@
-"""Semantic segmentation: U-Net and SegNet-style heads, COCO or mask-folder data, CE + Dice, mIoU/Dice/accuracy."""
+"""Semantic segmentation: U-Net, SegNet-style, FPN, DeepLabV3+ heads; COCO or mask folders; CE + Dice; mIoU."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from visionheads.data.masks import MaskFolders
 from visionheads.data.sources import Source
 from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError, DataError
-from visionheads.heads import SegNetHead, UnetHead
+from visionheads.heads import DeepLabV3PlusHead, FPNHead, SegNetHead, UnetHead
 from visionheads.tasks.base import Task, register_task
 
 IGNORE_INDEX = 255  # mask value for "don't care" pixels (borders, unlabelled), as in VOC and Cityscapes
@@ -27,14 +27,21 @@ _DICE = DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE_INDEX)  # s
 
 @register_task
 class SegmentationTask(Task):
-    """`Task("segmentation", backbone=..., head="unet"|"segnet")`: a class index for every pixel."""
+    """`Task("segmentation", backbone=..., head="unet"|"segnet"|"fpn"|"deeplabv3plus")`: a class per pixel."""
 
     name = "segmentation"
     # 1. heads
-    heads = {"unet": UnetHead, "segnet": SegNetHead}
+    heads = {"unet": UnetHead, "segnet": SegNetHead, "fpn": FPNHead, "deeplabv3plus": DeepLabV3PlusHead}
     default_head = "unet"
     target_key = "mask"
-    option_defaults = {"dice_weight": 1.0, "hflip": None}
+    option_defaults = {
+        "dice_weight": 1.0,
+        "hflip": None,
+        "pyramid_channels": 128,  # fpn
+        "segmentation_channels": 64,  # fpn
+        "dropout": 0.2,  # fpn
+        "aspp_channels": 128,  # deeplabv3plus
+    }
     monitor = ("val_miou", "max")
 
     def head_outputs(self) -> int | None:
