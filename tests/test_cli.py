@@ -88,3 +88,12 @@ def test_console_script_reports_errors_without_a_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "checkpoint not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_trains_tests_and_leaves_a_loadable_checkpoint(tmp_path, capsys):
+    assert main(["demo", "--epochs", "2", "--project", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "test metrics on digits:test (360 images)" in out
+    checkpoint = tmp_path / "runs" / "classification" / "demo" / "model.pt"
+    assert f"checkpoint: {checkpoint}" in out
+    assert vh.Task.load(checkpoint).evaluate("digits:test")["accuracy"] > 0.5  # 2 epochs, chance is 0.1
