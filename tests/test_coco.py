@@ -159,3 +159,27 @@ def test_builtin_shapes_splits_resolve_with_the_requested_channels():
     assert resolve_builtin("shapes:test[:7]", 3).dataset[6]["mask"].shape == (128, 128)
     with pytest.raises(vh.DataError, match="unknown split"):
         resolve_builtin("shapes:bogus", 3)
+
+
+def test_a_coco_dict_as_in_recipes_chooses_categories_and_images():
+    from visionheads.data.sources import resolve_source
+
+    folder = shapes_split("val")
+    spec = {"coco": str(folder / "annotations.json"), "categories": ["triangle", "circle"], "max_images": 10}
+    source = resolve_source(spec, channels=3, target_key="mask", from_path=None)
+    assert source.class_names == ["background", "triangle", "circle"] and len(source.dataset) == 10
+    assert source.description == f"coco:{folder / 'annotations.json'}:triangle,circle[:10]"
+    assert set(np.unique(source.dataset[0]["mask"])) <= {0, 1, 2}
+    with pytest.raises(vh.DataError, match=r"unknown key\(s\) \['category'\]; use \['categories', 'coco', 'images'"):
+        resolve_source({"coco": "x.json", "category": ["cat"]}, channels=3, target_key="mask", from_path=None)
+
+
+def test_the_cli_evaluates_a_segmentation_task_on_a_coco_subset(capsys):
+    from visionheads.cli import main
+
+    annotations = shapes_split("test") / "annotations.json"
+    args = ["fit", "segmentation", "train=shapes[:16]", "val=false", "epochs=1", "backbone=lenet5", "image_size=32",
+            f"test={{coco: {annotations}, max_images: 8}}", "plots=false"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"test metrics on coco:{annotations}[:8]" in out and "miou" in out and "iou_triangle" in out

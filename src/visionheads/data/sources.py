@@ -12,6 +12,7 @@ import numpy as np
 from torch.utils.data import Dataset, Subset
 
 from visionheads._registry import Registry
+from visionheads.data.coco import COCOSubset
 from visionheads.data.samples import ArraySamples
 from visionheads.errors import DataError
 
@@ -77,7 +78,7 @@ def resolve_source(
     target_key: str,
     from_path: Callable[[Path, int], Source],
 ) -> Source:
-    """Resolve `data` (built-in name, path, Dataset, (images, targets) or dict of arrays) to a Source."""
+    """Resolve `data` (built-in name, path, Dataset, (images, targets), dict of arrays, COCO dict) to a Source."""
     if isinstance(data, Source):
         return data
     if is_builtin(data):
@@ -90,6 +91,8 @@ def resolve_source(
     if isinstance(data, tuple) and len(data) == 2:
         images, targets = data
         return Source(ArraySamples(_image_array(images), **{target_key: targets}), "arrays")
+    if isinstance(data, dict) and "coco" in data:
+        return coco_source(data, channels)
     if isinstance(data, dict) and "image" in data:
         arrays = dict(data)
         return Source(ArraySamples(_image_array(arrays.pop("image")), **arrays), "arrays")
@@ -99,6 +102,20 @@ def resolve_source(
         f"cannot use {type(data).__name__} as data; give a built-in name, a path, a Dataset of sample dicts, "
         f"or arrays as (images, {target_key}s)"
     )
+
+
+COCO_KEYS = {"coco": "annotations", "images": "images_root", "categories": "categories", "max_images": "max_images"}
+
+
+def coco_source(spec: dict[str, Any], channels: int) -> Source:
+    """`{"coco": JSON, "images": DIR, "categories": [...], "max_images": N}` (as in a recipe) to a COCO Source."""
+    unknown = sorted(set(spec) - set(COCO_KEYS))
+    if unknown:
+        raise DataError(f"COCO data {spec}: unknown key(s) {unknown}; use {sorted(COCO_KEYS)}")
+    dataset = COCOSubset(**{COCO_KEYS[key]: value for key, value in spec.items()}, channels=channels)
+    chosen = f":{','.join(dataset.category_names)}" if spec.get("categories") else ""
+    limit = f"[:{spec['max_images']}]" if spec.get("max_images") else ""
+    return Source(dataset, f"coco:{dataset.annotations}{chosen}{limit}", class_names=dataset.class_names)
 
 
 def _image_array(images: Any) -> Any:

@@ -75,9 +75,10 @@ def run_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Tas
     if data.get("test") is not None:
         metrics = task.evaluate(data["test"])
         history.test_metrics = metrics
-        print(format_metrics(metrics, title=f"test metrics on {data['test']}"))
+        tested = task.last_evaluated.description  # e.g. "coco:path.json:cat,dog[:500]" for a COCO dict
+        print(format_metrics(metrics, title=f"test metrics on {tested}"))
         if history.run_dir is not None:
-            (history.run_dir / "test_metrics.yaml").write_text(yaml.safe_dump({"data": str(data["test"]), **metrics}))
+            (history.run_dir / "test_metrics.yaml").write_text(yaml.safe_dump({"data": tested, **metrics}))
             if recipe["fit"].get("plots", True):
                 task.plot(history.run_dir)  # the task's figures now show the test data
     return task
