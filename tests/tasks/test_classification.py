@@ -215,3 +215,9 @@ def test_class_names_alone_fix_the_number_of_classes_and_empty_data_is_named(tin
     assert task.num_classes == 4 and task.head is not None
     with pytest.raises(vh.DataError, match="the dataset is empty"):
         task.evaluate((tiny_arrays[0][:0], tiny_arrays[1][:0]))
+
+
+def test_fitting_on_other_class_names_than_the_tasks_is_a_config_error(class_folders):
+    task = vh.Task("classification", backbone="lenet5", class_names=["ant", "bee", "cow"])
+    with pytest.raises(vh.ConfigError, match=r"classes \['cat', 'dog', 'fox'\] differ from the task's \['ant'"):
+        task.fit(class_folders, epochs=1, plots=False)

@@ -137,6 +137,9 @@ def test_class_count_mismatch_and_unknown_classes_are_config_errors():
         vh.Task("segmentation", backbone="lenet5", num_classes=3).fit("shapes[:8]", epochs=1, **FAST)
     with pytest.raises(vh.ConfigError, match="pass num_classes"):
         vh.Task("segmentation", backbone="lenet5").fit(_mask_samples(), epochs=1, **FAST)
+    renamed = vh.Task("segmentation", backbone="lenet5", class_names=["background", "a", "b", "c"])
+    with pytest.raises(vh.ConfigError, match=r"classes \['background', 'circle', 'square', 'triangle'\] differ"):
+        renamed.fit("shapes[:8]", epochs=1, **FAST)
 
 
 def test_cli_predict_writes_mask_pngs(tmp_path, capsys):

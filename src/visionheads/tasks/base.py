@@ -144,6 +144,12 @@ class Task(L.LightningModule):
     def check_data(self, source: Source, *, fitting: bool) -> None:
         """Check `source` against the task; may learn from it (classes, when `fitting`) or adapt it."""
 
+    def check_class_names(self, source: Source, *, fitting: bool) -> None:
+        """Fitting on data whose class names differ from the task's (a loaded task, say) is a ConfigError."""
+        names, known = source.class_names, self.class_names
+        if fitting and names is not None and known is not None and list(names) != known:
+            raise ConfigError(f"{source.description}: classes {names} differ from the task's {known}")
+
     def sample_keys(self) -> tuple[str, ...]:
         """Keys every sample must hold."""
         return ("image", self.target_key)

@@ -41,8 +41,7 @@ class ClassificationTask(Task):
     def check_data(self, source: Source, *, fitting: bool) -> None:
         names = source.class_names
         labels = _known_labels(source.dataset)
-        if names is not None and self.class_names is not None and fitting and names != self.class_names:
-            raise ConfigError(f"{source.description}: classes {names} differ from the task's {self.class_names}")
+        self.check_class_names(source, fitting=fitting)
         count = len(names) if names is not None else (int(labels.max()) + 1 if labels is not None else None)
         if self.num_classes is None:
             if not fitting or count is None:

@@ -66,6 +66,7 @@ class SegmentationTask(Task):
 
     def check_data(self, source: Source, *, fitting: bool) -> None:
         names = source.class_names
+        self.check_class_names(source, fitting=fitting)
         if self.num_classes is None:
             if not fitting or names is None:
                 raise ConfigError(
