@@ -95,6 +95,7 @@ def test_a_file_name_cannot_leave_the_images_folder(tmp_path, file_name):
     ("content", "message"),
     [
         ("{not json", "not a JSON file"),
+        ("3", "its top level is not an object"),
         ('{"images": []}', r"missing \['annotations', 'categories'\]"),
         ('{"images": [{"id": 1}], "annotations": [], "categories": []}', r"images\[0\] lacks"),
         ('{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}', "no image holds"),

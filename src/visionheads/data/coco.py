@@ -145,9 +145,11 @@ def _read_coco(path: Path) -> COCO:
         payload = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"{path}: not a JSON file ({error})") from error
-    missing = [key for key in ("images", "annotations", "categories") if key not in payload]
-    if not isinstance(payload, dict) or missing:
-        raise DataError(f"{path}: not COCO instances JSON; missing {missing or 'a top-level object'}")
+    if not isinstance(payload, dict):
+        raise DataError(f"{path}: not COCO instances JSON; its top level is not an object")
+    missing = [key for key in _REQUIRED_FIELDS if key not in payload]
+    if missing:
+        raise DataError(f"{path}: not COCO instances JSON; missing {missing}")
     for key, fields in _REQUIRED_FIELDS.items():
         for position, entry in enumerate(payload[key]):
             absent = [field for field in fields if field not in entry]
