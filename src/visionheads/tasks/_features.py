@@ -12,6 +12,7 @@ from visionheads.data.sources import Source
 from visionheads.engine import epoch_line, improves, log_row, run_loggers, save_last_and_best
 from visionheads.errors import ConfigError
 from visionheads.tasks._checkpoint import read_checkpoint
+from visionheads.tasks._inference import inference_device
 from visionheads.tasks._loading import task_loader
 from visionheads.tasks.history import History
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 def cache_features(task: Task, source: Source, batch_size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Pooled body features (N, C) of `source` under the eval transform, and its targets."""
     loader = task_loader(task, source, train=False, batch_size=batch_size, num_workers=0)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = inference_device()
     task.to(device).eval()
     features, targets = [], []
     for batch in tqdm(loader, desc=f"features of {source.description}", disable=not sys.stderr.isatty()):
