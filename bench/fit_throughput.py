@@ -18,7 +18,6 @@ import torch
 from torch.nn import functional as F
 
 import visionheads as vh
-from visionheads.tasks._loading import task_loader
 
 
 def build_task(args: argparse.Namespace) -> vh.Task:
@@ -30,9 +29,7 @@ def build_task(args: argparse.Namespace) -> vh.Task:
 def plain_loop(args: argparse.Namespace) -> float:
     """images/s of a textbook loop: zero_grad, forward, loss, backward, step, schedule step."""
     model = build_task(args)
-    source = model.resolve("digits")
-    model.check_data(source, fitting=True)
-    loader = task_loader(model, source, train=True, batch_size=args.batch_size, num_workers=0)
+    loader = model.data_loader("digits", train=True, batch_size=args.batch_size, num_workers=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=args.epochs * len(loader))
     model.train()

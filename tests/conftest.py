@@ -1,29 +1,55 @@
-"""Shared fixtures: every test runs in its own folder, so run folders never mix."""
+"""Shared fixtures: every test runs in its own folder with its own caches, and never needs the network."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import sys
+import tempfile
 
-import numpy as np
-import pytest
-import torch
-from PIL import Image
+# Where PYTHONDONTWRITEBYTECODE is set and packages were installed with --no-compile (the README's command), every
+# interpreter compiles torch and Lightning from source again (~20 s on 2 cores). Let this one write the bytecode, so
+# the tests that start interpreters (the console script, torchrun, the import checks) read it instead.
+sys.dont_write_bytecode = False
 
-os.environ.setdefault("VISIONHEADS_OFFLINE", "1")  # a test never needs the network
+# Before torch, timm or huggingface_hub are imported (they read these at import): weights caches of the test session
+# only, so an offline test cannot pass or fail because of what this machine happens to have downloaded.
+_CACHES = tempfile.mkdtemp(prefix="visionheads-test-caches-")
+atexit.register(shutil.rmtree, _CACHES, ignore_errors=True)
+for _variable in ("HF_HOME", "TORCH_HOME", "VISIONHEADS_HOME"):
+    os.environ[_variable] = os.path.join(_CACHES, _variable.lower())
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["VISIONHEADS_OFFLINE"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import visionheads as vh  # noqa: E402
+
 torch.set_num_threads(min(2, torch.get_num_threads()))
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _data_home(tmp_path_factory):
-    # Built-in data made on first use (shapes) goes to a cache of the test session, never the user's.
-    os.environ["VISIONHEADS_HOME"] = str(tmp_path_factory.mktemp("visionheads_home"))
-    yield
 
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     yield
+
+
+@pytest.fixture(scope="session")
+def bodies():
+    """`bodies(name)`: one 3-channel backbone per registry name, built once per session (the contract tests share
+    them across heads and tasks: building resnet50 or vgg16 for each of ~200 tests would cost minutes)."""
+    built: dict[str, vh.backbones.Backbone] = {}
+
+    def get(name: str) -> vh.backbones.Backbone:
+        if name not in built:
+            built[name] = vh.create_backbone(name)
+        return built[name]
+
+    return get
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from PIL import Image
 
 import visionheads as vh
 from visionheads.cli import main
-from visionheads.tasks.recipe import load_recipe
+from visionheads.recipes import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "tasks"
 
@@ -47,7 +47,7 @@ def test_fit_recipe_with_overrides_prints_test_metrics(tmp_path, capsys):
 
 
 def test_from_recipe_in_python_matches_the_cli(tmp_path):
-    task = vh.Task.from_recipe(_tiny_recipe(tmp_path), epochs=1, name="py")
+    task = vh.run_recipe(_tiny_recipe(tmp_path), {"epochs": 1, "name": "py"})
     assert set(task.history.test_metrics) == {"loss", "accuracy", "macro_f1", "top5_accuracy"}
     assert task.history.run_dir.name == "py" and len(task.history.rows) == 1
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 import visionheads as vh
 from visionheads.data import COCOSubset
+from visionheads.data.catalog import resolve_builtin
 from visionheads.data.shapes import CATEGORIES, shapes_split, write_shapes
-from visionheads.data.sources import resolve_builtin
 
 
 def write_coco(root: Path, annotations: list[dict], *, images: list[dict] | None = None) -> Path:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import visionheads as vh
+from visionheads.data.catalog import resolve_builtin
 from visionheads.data.digits import digits_arrays
 from visionheads.data.samples import as_image
-from visionheads.data.sources import resolve_builtin
 
 
 def test_digits_splits_are_stratified_disjoint_and_seeded():

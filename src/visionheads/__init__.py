@@ -3,15 +3,14 @@
 from visionheads import backbones, data
 from visionheads.backbones import create_backbone, list_backbones
 from visionheads.errors import ConfigError, DataError, VisionHeadsError
-from visionheads.tasks import History, Task, list_tasks
+from visionheads.recipes import run_recipe
+from visionheads.tasks import Evaluation, History, Task, list_tasks, task_class
 
 __version__ = "0.1.0"
 
 
 def list_heads(task: str | None = None) -> dict[str, list[str]] | list[str]:
     """Head names of `task`, or of every task as a dict when no task is named."""
-    from visionheads.tasks.base import task_class
-
     if task is not None:
         return sorted(task_class(task).heads)
     return {name: sorted(task_class(name).heads) for name in list_tasks()}
@@ -20,6 +19,7 @@ def list_heads(task: str | None = None) -> dict[str, list[str]] | list[str]:
 __all__ = [
     "ConfigError",
     "DataError",
+    "Evaluation",
     "History",
     "Task",
     "VisionHeadsError",
@@ -30,4 +30,5 @@ __all__ = [
     "list_backbones",
     "list_heads",
     "list_tasks",
+    "run_recipe",
 ]

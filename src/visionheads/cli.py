@@ -70,16 +70,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _demo(args: argparse.Namespace) -> int:
     import visionheads as vh
-    from visionheads.tasks.recipe import format_metrics
+    from visionheads.recipes import format_metrics
 
     start = time.perf_counter()
     echo("visionheads demo: a small CNN learns scikit-learn's handwritten digits (built in, no download)")
     task = vh.Task("classification", **DEMO_TASK)
     history = task.fit("digits", "digits:val", **{**DEMO_FIT, "epochs": args.epochs}, project=args.project, name="demo")
-    metrics = task.evaluate("digits:test")
-    plots = task.plot(history.run_dir)
+    evaluation = task.evaluation("digits:test")
+    plots = task.plot(history.run_dir, data=evaluation)
     checkpoint = task.save(history.run_dir / "model.pt")
-    echo(format_metrics(metrics, title="test metrics on digits:test (360 images)"))
+    echo(format_metrics(evaluation.metrics, title="test metrics on digits:test (360 images)"))
     echo(f"checkpoint: {checkpoint}")
     echo(f"plots:      {', '.join(str(p) for p in plots)}")
     echo(f"try:        visionheads evaluate {checkpoint} digits:test")
@@ -88,7 +88,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from visionheads.tasks.recipe import parse_overrides, run_recipe
+    from visionheads.recipes import parse_overrides, run_recipe
 
     overrides = parse_overrides(args.overrides)
     if args.recipe.endswith((".yaml", ".yml")):
@@ -108,7 +108,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import visionheads as vh
-    from visionheads.tasks.recipe import format_metrics
+    from visionheads.recipes import format_metrics
 
     task = vh.Task.load(args.checkpoint)
     echo(format_metrics(task.evaluate(args.data, batch_size=args.batch_size), title=f"metrics on {args.data}"))

@@ -1,40 +1,74 @@
-"""Builds the lightning.Trainer: device and precision policy, progress display, checkpoints, early stopping."""
+"""Builds the lightning.Trainer: device and precision policy, progress display, history, checkpoints, loggers.
+
+Checkpoints: `RunCheckpoints` writes last.ckpt (the whole training state) and last.pt (weights) after every epoch
+and best.pt when the monitored metric improves, all through `AtomicCheckpointIO`. Lightning's ModelCheckpoint is
+not used because, in Lightning 2.6, `save_last=True` with a monitor rewrites `last` only on epochs that improve the
+monitor (measured: after 4 epochs whose best was epoch 2, last.ckpt held epoch 2), and its save writes through a
+temporary file in the system temp folder that is then moved, which copies (not renames) across file systems.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
-import shutil
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import Callback, EarlyStopping, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
+from visionheads._atomic import copy_atomically, write_atomically
 from visionheads.errors import ConfigError
 
-# Lightning's advice that does not apply to how fit() drives it; everything else stays visible.
-for _message in (
+RESUME_CHECKPOINT = "last.ckpt"  # the whole training state of a run, for fit(resume=...)
+LAST_WEIGHTS, BEST_WEIGHTS = "last.pt", "best.pt"
+EPOCH_LINE_VALUES = 10
+
+# Lightning's advice that does not apply to how fit() and evaluate() drive it; everything else stays visible.
+_QUIET_MESSAGES = (
     r".*exists and is not empty.*",  # our run folder is created (and holds config.yaml) before the logger
     r".*does not have many workers.*",  # on CPU, loading in the training process is the faster choice
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*You defined a `validation_step` but have no `val_dataloader`.*",  # fit(val=False) is a choice
     r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
     r".*Detected pickle protocol 4 in the checkpoint.*",  # Lightning's last.ckpt; weights_only reads it fine
-):
-    warnings.filterwarnings("ignore", message=_message)
+    r".*when logging on epoch level in distributed setting.*",  # our epoch values are synced torchmetrics states
+)
+_LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 
 
-def resolve_accelerator(devices: int | str | list[int]) -> str:
-    """The accelerator: gpu when CUDA is present (and devices allow it), else cpu."""
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Hide Lightning's start-up chatter and the warnings listed above, for the duration of the block only."""
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        for message in _QUIET_MESSAGES:
+            warnings.filterwarnings("ignore", message=message)
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
+def resolve_accelerator(accelerator: str = "auto", devices: int | str | list[int] = "auto") -> str:
+    """The accelerator: gpu when CUDA is present (unless `accelerator` or `devices="cpu"` says otherwise), else cpu."""
+    if accelerator != "auto":
+        return accelerator
     if devices == "cpu":
         return "cpu"
     return "gpu" if torch.cuda.is_available() else "cpu"
@@ -44,42 +78,70 @@ def resolve_precision(precision: str | int, accelerator: str) -> str:
     """Precision for "auto": bf16 mixed on GPUs that support it, fp16 mixed on older GPUs, float32 on the CPU."""
     if precision != "auto":
         return str(precision)
-    if accelerator == "gpu":
+    if accelerator in ("gpu", "cuda"):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
 
 
-EPOCH_LINE_VALUES = 10
+def inference_device() -> torch.device:
+    """Where evaluate/predict run without a Trainer: CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_workers() -> int:
+    """DataLoader workers: several where a GPU does the maths; none on the CPU, where they compete for the cores."""
+    return min(8, (os.cpu_count() or 1) - 1) if torch.cuda.is_available() else 0
 
 
 def epoch_line(row: dict[str, float], total_epochs: int, seconds: float | None = None) -> str:
-    """`epoch 3/10  train_loss=0.1234  val_loss=0.2345  (1.3s)` for one History row."""
+    """`epoch 3/10  train_loss=0.1234  val_loss=0.2345  (1.3s)` for one History row (epochs count from 1)."""
     values = [f"{k}={v:.4f}" for k, v in row.items() if k != "epoch" and isinstance(v, float)]
     if len(values) > EPOCH_LINE_VALUES:  # e.g. one IoU per class of 80 COCO classes: those stay in metrics.csv
         values = [*values[:EPOCH_LINE_VALUES], f"(+{len(values) - EPOCH_LINE_VALUES} in metrics.csv)"]
-    shown = "  ".join(values)
     timing = f"  ({seconds:.1f}s)" if seconds is not None else ""
-    return f"epoch {int(row['epoch']) + 1}/{total_epochs}  {shown}{timing}"
+    return f"epoch {int(row['epoch'])}/{total_epochs}  {'  '.join(values)}{timing}"
 
 
-class EpochSummary(Callback):
-    """One line per epoch where no progress bar is shown (CI logs, files, notebooks without a TTY)."""
+class RecordHistory(Callback):
+    """One row per finished epoch (numbered from 1) of the epoch-level `train_*`/`val_*` values: kept in `rows`,
+    sent to the loggers as one line (metrics.csv), printed as one line where no progress bar is shown."""
 
-    def __init__(self, total_epochs: int) -> None:
+    def __init__(self, total_epochs: int, *, print_lines: bool) -> None:
         self.total_epochs = total_epochs
+        self.print_lines = print_lines
+        self.rows: list[dict[str, float]] = []
         self._start = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # A resumed fit restored its finished epochs from last.ckpt; the new metrics.csv starts with them.
+        for row in self.rows:
+            _log_row(trainer, row)
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or not getattr(module, "history_rows", None):
-            return
-        row = module.history_rows[-1]
-        print(epoch_line(row, self.total_epochs, time.perf_counter() - self._start), flush=True)
+        row: dict[str, float] = {"epoch": trainer.current_epoch + 1}
+        for prefix in ("train_", "val_"):
+            for key, value in trainer.callback_metrics.items():
+                if key.startswith(prefix) and value.numel() == 1:
+                    row[key] = float(value)
+        self.rows.append(row)
+        _log_row(trainer, row)
+        if self.print_lines and trainer.is_global_zero:
+            print(epoch_line(row, self.total_epochs, time.perf_counter() - self._start), flush=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(row) for row in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = [dict(row) for row in state_dict["rows"]]
 
 
-RESUME_CHECKPOINT = "last.ckpt"  # the whole training state of a run, for fit(resume=...)
+def _log_row(trainer: L.Trainer, row: dict[str, float]) -> None:
+    for logger in trainer.loggers:
+        logger.log_metrics(row, step=int(row["epoch"]))
+        logger.save()  # now, not at the end of fit: `tail -f metrics.csv` and a killed run see every epoch
 
 
 def improves(value: float, best: float | None, mode: str) -> bool:
@@ -87,25 +149,13 @@ def improves(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
 
 
-def save_last_and_best(module: Any, run_dir: Path, *, improved: bool) -> None:
-    """last.pt from the module's save(); best.pt as a copy of it when this epoch improved. Both atomic."""
-    module.save(run_dir / "last.pt")
-    if improved:  # the same weights: copying the file is cheaper than serialising them again
-        partial = run_dir / ".best.pt.partial"
-        shutil.copyfile(run_dir / "last.pt", partial)
-        os.replace(partial, run_dir / "best.pt")
+class RunCheckpoints(Checkpoint):
+    """After every epoch: last.ckpt (the whole training state, for fit(resume=...)) and last.pt (weights and
+    config, for Task.load); best.pt, a copy of last.pt, when `monitor` improves. Every file is replaced atomically.
 
-
-def log_row(loggers: list, row: dict[str, float]) -> None:
-    """Send one epoch's History row to every logger (metrics.csv gets it as one line)."""
-    for logger in loggers:
-        logger.log_metrics(row, step=int(row["epoch"]))
-        logger.save()  # now, not at the end of fit: `tail -f metrics.csv` and a killed run see every epoch
-
-
-class SaveBestAndLast(Callback):
-    """Each epoch: last.pt (weights, for Task.load) and last.ckpt (the whole training state, for
-    fit(resume=...)); best.pt when the monitored metric improves. Every file is replaced atomically."""
+    A `Checkpoint` runs after the other callbacks of an epoch's end, so the history row and the early-stopping
+    counter of the epoch are in the state it saves.
+    """
 
     def __init__(self, run_dir: Path, monitor: str, mode: str) -> None:
         self.run_dir = run_dir
@@ -115,24 +165,28 @@ class SaveBestAndLast(Callback):
         self.best_epoch: int | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        row = module.history_rows[-1] if getattr(module, "history_rows", None) else None
-        value = row.get(self.monitor) if row else None
-        improved = value is not None and improves(value, self.best, self.mode)
+        value = trainer.callback_metrics.get(self.monitor)
+        improved = value is not None and improves(float(value), self.best, self.mode)
         if improved:
-            self.best, self.best_epoch = float(value), int(row["epoch"])
+            self.best, self.best_epoch = float(value), trainer.current_epoch + 1
         # Every rank takes part in save_checkpoint (a sharded strategy gathers state); rank 0 writes.
-        partial = self.run_dir / f".{RESUME_CHECKPOINT}.partial"
-        trainer.save_checkpoint(partial, weights_only=False)
-        if not trainer.is_global_zero or row is None:
-            return
-        os.replace(partial, self.run_dir / RESUME_CHECKPOINT)  # a crash mid-write leaves the previous one
-        save_last_and_best(module, self.run_dir, improved=improved)
+        trainer.save_checkpoint(self.run_dir / RESUME_CHECKPOINT, weights_only=False)
+        trainer.save_checkpoint(self.run_dir / LAST_WEIGHTS, weights_only=True)
+        if improved and trainer.is_global_zero:  # the same weights: a copy is cheaper than serialising again
+            copy_atomically(self.run_dir / LAST_WEIGHTS, self.run_dir / BEST_WEIGHTS)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best, self.best_epoch = state_dict["best"], state_dict["best_epoch"]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch.save checkpoint IO, writing through a temporary file beside the target and a rename."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        write_atomically(path, lambda file: torch.save(checkpoint, file))
 
 
 def run_loggers(run_dir: Path) -> list:
@@ -145,18 +199,13 @@ def run_loggers(run_dir: Path) -> list:
     return loggers
 
 
-def quiet_lightning_info() -> None:
-    """Hide Lightning's start-up chatter (device lines, tips); fit() prints its own one-line summary."""
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
-
-
 def build_trainer(
     *,
     run_dir: Path,
     epochs: int,
     monitor: str,
     mode: str,
+    accelerator: str = "auto",
     devices: int | str | list[int] = "auto",
     precision: str | int = "auto",
     distributed: str = "auto",
@@ -164,58 +213,71 @@ def build_trainer(
     callbacks: list[Callback] | None = None,
     progress: bool | None = None,
     **trainer_kwargs: Any,
-) -> tuple[L.Trainer, SaveBestAndLast]:
-    """The Trainer used by Task.fit, and the checkpoint callback that knows the best epoch."""
-    quiet_lightning_info()
-    accelerator = resolve_accelerator(devices)
+) -> tuple[L.Trainer, RecordHistory, RunCheckpoints]:
+    """The Trainer of Task.fit, with the callbacks that keep its history and its checkpoints."""
+    accelerator = resolve_accelerator(accelerator, devices)
     if devices == "cpu":
         devices = "auto"
     if progress is None:
         progress = sys.stderr.isatty()
-    saver = SaveBestAndLast(run_dir, monitor, mode)
-    all_callbacks: list[Callback] = [RecordHistory(), saver, *(callbacks or [])]
-    all_callbacks.append(TQDMProgressBar(leave=True) if progress else EpochSummary(epochs))  # a bar per epoch
+    history = RecordHistory(epochs, print_lines=not progress)
+    checkpoints = RunCheckpoints(run_dir, monitor, mode)
+    all_callbacks: list[Callback] = [history, checkpoints, *(callbacks or [])]
+    if progress:
+        all_callbacks.append(TQDMProgressBar(leave=True))  # a kept bar per epoch, with its validation metrics
     if patience is not None:
         all_callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
-    try:
-        trainer = L.Trainer(
-            accelerator=accelerator,
-            devices=devices,
-            strategy=distributed,
-            precision=resolve_precision(precision, accelerator),
-            max_epochs=epochs,
-            default_root_dir=str(run_dir),
-            logger=run_loggers(run_dir),
-            callbacks=all_callbacks,
-            enable_progress_bar=progress,
-            enable_checkpointing=False,  # SaveBestAndLast writes our own atomic single-file checkpoints
-            enable_model_summary=False,
-            log_every_n_steps=1,
-            **trainer_kwargs,
-        )
-    except (TypeError, ValueError, MisconfigurationException) as error:
-        raise ConfigError(f"invalid training option: {error}") from error
+    trainer = _trainer(
+        accelerator=accelerator,
+        devices=devices,
+        strategy=distributed,
+        precision=resolve_precision(precision, accelerator),
+        max_epochs=epochs,
+        default_root_dir=str(run_dir),
+        logger=run_loggers(run_dir),
+        callbacks=all_callbacks,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        plugins=[AtomicCheckpointIO()],
+        **trainer_kwargs,
+    )
     print(
         f"training on {accelerator} ({trainer.num_devices} device(s), precision {trainer.precision}) "
         f"for {epochs} epoch(s); run folder {run_dir}",
         file=sys.stderr,
     )
-    return trainer, saver
+    return trainer, history, checkpoints
 
 
-class RecordHistory(Callback):
-    """Appends the module's epoch row to its history (first, so later callbacks see the finished epoch)
-    and sends it to the loggers as one row: metrics.csv gets one line per epoch."""
+def build_evaluator(
+    *,
+    accelerator: str = "auto",
+    devices: int | str | list[int] = 1,
+    precision: str | int = "auto",
+    distributed: str = "auto",
+    progress: bool | None = None,
+) -> L.Trainer:
+    """A Trainer for one evaluation pass (Trainer.test): no loggers, no checkpoints, a bar only on a terminal."""
+    accelerator = resolve_accelerator(accelerator, devices)
+    return _trainer(
+        accelerator=accelerator,
+        devices="auto" if devices == "cpu" else devices,
+        strategy=distributed,
+        precision=resolve_precision(precision, accelerator),
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=sys.stderr.isatty() if progress is None else progress,
+    )
 
-    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        # A resumed fit restored its finished epochs from last.ckpt; the new metrics.csv starts with them.
-        for row in module.history_rows:
-            log_row(trainer.loggers, row)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        row = module.epoch_row()
-        module.history_rows.append(row)
-        log_row(trainer.loggers, row)
+def _trainer(**options: Any) -> L.Trainer:
+    try:
+        with quiet_lightning():
+            return L.Trainer(**options)
+    except (TypeError, ValueError, MisconfigurationException) as error:
+        raise ConfigError(f"invalid training option: {error}") from error
 
 
 def new_run_dir(project: str | Path, task_name: str, name: str | None) -> Path:

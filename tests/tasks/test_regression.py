@@ -13,28 +13,32 @@ import torch
 
 import visionheads as vh
 from visionheads.data.digits import digits_arrays
-from visionheads.tasks.regression import RegressionMetrics, angle_difference
+from visionheads.metrics import RegressionErrors, angle_difference
+
+from contract import check_training_step, input_size, noise_images
+
+pytestmark = pytest.mark.regression
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"plots": False, "batch_size": 8}
 
 
 def test_circular_metric_is_right_at_the_wrap():
-    assert angle_difference(179.0, -179.0) == pytest.approx(-2.0)
-    assert angle_difference(-179.0, 179.0) == pytest.approx(2.0)
-    metrics = RegressionMetrics(lambda outputs: outputs, circular=True)
-    metrics.update(torch.tensor([[179.0], [10.0]]), {"target": torch.tensor([[-179.0], [4.0]])})
+    assert float(angle_difference(torch.tensor(179.0), torch.tensor(-179.0))) == pytest.approx(-2.0)
+    assert float(angle_difference(torch.tensor(-179.0), torch.tensor(179.0))) == pytest.approx(2.0)
+    metrics = RegressionErrors(circular=True)
+    metrics.update(torch.tensor([[179.0], [10.0]]), torch.tensor([[-179.0], [4.0]]))
     result = metrics.compute()
-    assert result["mae"] == pytest.approx(4.0)  # (2 + 6) / 2, not (358 + 6) / 2
-    assert result["rmse"] == pytest.approx(np.sqrt((4 + 36) / 2))
-    assert result["within_5"] == 0.5 and result["within_10"] == 1.0
+    assert float(result["mae"]) == pytest.approx(4.0)  # (2 + 6) / 2, not (358 + 6) / 2
+    assert float(result["rmse"]) == pytest.approx(np.sqrt((4 + 36) / 2))
+    assert float(result["within_5"]) == 0.5 and float(result["within_10"]) == 1.0
 
 
 def test_angle_head_decodes_cos_sin_with_atan2():
     task = vh.Task("regression", backbone="lenet5", in_chans=1)
     radians = np.deg2rad([179.0, -179.0, 30.0])
     outputs = torch.tensor(np.stack([np.cos(radians), np.sin(radians)], axis=1), dtype=torch.float32)
-    assert task.decode(outputs) == pytest.approx([179.0, -179.0, 30.0], abs=1e-4)
+    assert task.decode(outputs, [(32, 32)] * 3) == pytest.approx([179.0, -179.0, 30.0], abs=1e-4)
 
 
 def test_rotation_leaves_no_angle_dependent_blur():
@@ -69,14 +73,19 @@ def test_rotated_adapter_fixes_angles_per_seed_and_resamples_for_training():
     assert all(abs(fixed[i]["angle"]) <= 30 for i in range(10))
     assert fixed[0]["angle"] != vh.data.Rotated(base, degrees=30, seed=4)[0]["angle"]
     fresh = vh.data.Rotated(base, degrees=30, seed=3, resample=True)
-    assert fresh[0]["angle"] != fresh[0]["angle"]
+    first = fresh[0]["angle"]
+    assert fresh[0]["angle"] == first  # within an epoch a sample keeps its angle
+    fresh.set_epoch(1)
+    assert fresh[0]["angle"] != first  # each training epoch draws new ones
+    fresh.set_epoch(0)
+    assert fresh[0]["angle"] == first  # ... reproducibly (a resumed fit sees the same angles)
     assert fresh[0]["image"].shape == base[0]["image"].shape
     subset = torch.utils.data.Subset(fixed, [2, 5])
     assert subset[1]["angle"] == fixed[5]["angle"]
 
 
 def test_rotated_digits_builtin_splits_and_range():
-    from visionheads.data.sources import resolve_builtin
+    from visionheads.data.catalog import resolve_builtin
 
     test = resolve_builtin("rotated-digits:test", channels=1)
     angles = [test.dataset[i]["angle"] for i in range(len(test.dataset))]
@@ -105,8 +114,7 @@ def test_predict_and_derotate_and_plots(tmp_path):
     assert len(angles) == 4 and all(isinstance(a, float) and -180 <= a <= 180 for a in angles)
     upright = task.derotate(images)
     assert [u.shape for u in upright] == [(32, 32, 1)] * 4
-    task.evaluate("rotated-digits:test[:32]")
-    names = [p.name for p in task.plot(tmp_path)]
+    names = [p.name for p in task.plot(tmp_path, data="rotated-digits:test[:32]")]
     assert names == ["curves.png", "predicted_vs_true.png", "derotated.png"]
 
 
@@ -130,7 +138,7 @@ def test_linear_head_regresses_any_float_vector(tiny_arrays):
     targets = np.stack([images.mean(axis=(1, 2, 3)), images[:, :, :, 0].std(axis=(1, 2))], axis=1)
     task = vh.Task("regression", backbone="lenet5", head="linear", target_key="value", target_dim=2)
     task.fit({"image": images, "value": targets}, epochs=2, **FAST)
-    mean, std = task.options["target_scale"]
+    mean, std = task.config.target_scale
     assert mean == pytest.approx(targets.mean(axis=0).tolist())
     predictions = task.predict(images[:3])
     assert all(p.shape == (2,) for p in predictions)
@@ -148,14 +156,15 @@ def test_save_load_keeps_the_target_scale(tmp_path, tiny_arrays):
 
 @pytest.mark.parametrize("head", ["angle", "linear"])
 @pytest.mark.parametrize("backbone", vh.list_backbones())
-def test_every_backbone_runs_a_regression_step(backbone, head):
-    task = vh.Task("regression", backbone=backbone, head=head, target_scale=[[0.0], [45.0]])
-    size = max(64, task.backbone.min_input_size)
-    outputs = task(torch.randn(2, 3, size, size))
-    loss = task.compute_loss(outputs, {"target": torch.tensor([[10.0], [-30.0]])})
-    loss.backward()
-    assert outputs.shape == (2, 2 if head == "angle" else 1) and torch.isfinite(loss)
-    assert all(torch.isfinite(p.grad).all() for p in task.parameters() if p.grad is not None)
+def test_every_backbone_trains_a_step(backbone, head, bodies):
+    body = bodies(backbone)
+    size = input_size(body)
+    task = vh.Task("regression", backbone=body, head=head, target_scale=[[0.0], [45.0]], image_size=size)
+    samples = [
+        {"image": image, "angle": angle} for image, angle in zip(noise_images(2, size), [10.0, -30.0], strict=True)
+    ]
+    values = check_training_step(task, samples)
+    assert set(values) == {"rmse", "mae", "within_5", "within_10"}
 
 
 def _angle_samples(angles, channels=1):

@@ -8,7 +8,12 @@ import torch
 from PIL import Image
 
 import visionheads as vh
-from visionheads.tasks.segmentation import IGNORE_INDEX, confusion_metrics
+from visionheads.metrics import confusion_metrics
+from visionheads.tasks.segmentation import IGNORE_INDEX
+
+from contract import check_training_step, input_size
+
+pytestmark = pytest.mark.segmentation
 
 FAST = {"batch_size": 8, "lr": 3e-3, "plots": False, "progress": False}
 
@@ -44,21 +49,19 @@ def test_metrics_skip_ignored_pixels():
     task = vh.Task("segmentation", backbone="lenet5", num_classes=2)
     metrics = task.new_metrics()
     scores = torch.tensor([[[[5.0, 5.0]], [[0.0, 0.0]]]])  # predicts class 0 for both pixels
-    metrics.update(scores, {"mask": torch.tensor([[[0, IGNORE_INDEX]]])})
-    assert metrics.compute()["pixel_accuracy"] == 1.0
+    task.update_metrics(metrics, scores, {"mask": torch.tensor([[[0, IGNORE_INDEX]]])})
+    assert task.metric_values(metrics.compute())["pixel_accuracy"] == 1.0
 
 
 @pytest.mark.parametrize("head", ["unet", "segnet", "fpn", "deeplabv3plus"])
 @pytest.mark.parametrize("backbone", vh.list_backbones())
-def test_every_backbone_runs_a_segmentation_step(backbone, head):
-    task = vh.Task("segmentation", backbone=backbone, head=head, num_classes=3)
-    size = max(64, task.backbone.min_input_size)
-    scores = task(torch.randn(2, 3, size, size))
-    mask = torch.randint(0, 3, (2, size, size))
-    loss = task.compute_loss(scores, {"mask": mask})
-    loss.backward()
-    assert scores.shape == (2, 3, size, size) and torch.isfinite(loss)
-    assert all(torch.isfinite(p.grad).all() for p in task.parameters() if p.grad is not None)
+def test_every_backbone_trains_a_step(backbone, head, bodies):
+    body = bodies(backbone)
+    size = input_size(body)
+    task = vh.Task("segmentation", backbone=body, head=head, num_classes=3, image_size=size)
+    values = check_training_step(task, _mask_samples(2, size=size))
+    assert {"miou", "dice", "pixel_accuracy", "iou_0", "iou_1", "iou_2"} == set(values)
+    assert task(torch.randn(2, 3, size, size)).shape == (2, 3, size, size)
 
 
 def test_head_options_reach_their_head():
@@ -66,8 +69,10 @@ def test_head_options_reach_their_head():
     assert all(conv.out_channels == 32 for conv in fpn.head.lateral)
     deeplab = vh.Task("segmentation", backbone="lenet5", head="deeplabv3plus", num_classes=2, aspp_channels=40)
     assert deeplab.head.classifier.in_channels == 40
-    with pytest.raises(vh.ConfigError, match="has no option.*aspp_channels"):
+    with pytest.raises(vh.ConfigError, match="has no option 'decoder_width'.*options of head 'unet': none"):
         vh.Task("segmentation", backbone="lenet5", num_classes=2, decoder_width=8)
+    with pytest.raises(vh.ConfigError, match="an option of head 'fpn', not of 'unet'"):
+        vh.Task("segmentation", backbone="lenet5", num_classes=2, pyramid_channels=32)
 
 
 def test_fit_learns_to_segment_from_scratch():
@@ -94,7 +99,7 @@ def test_predict_gives_masks_at_each_image_size_and_load_keeps_them(tmp_path):
 def test_plots_show_images_with_true_and_predicted_masks(tmp_path):
     task = vh.Task("segmentation", backbone="lenet5", image_size=32)
     task.fit("shapes[:16]", "shapes:val[:8]", epochs=1, **FAST)
-    names = [p.name for p in task.plot(tmp_path)]
+    names = [p.name for p in task.plot(tmp_path, data="shapes:val[:8]")]
     assert names == ["curves.png", "masks.png"]
     assert Image.open(tmp_path / "masks.png").size[0] > 400
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -12,8 +11,6 @@ from torch import nn
 from visionheads._registry import Registry
 from visionheads.backbones.weights import NEUTRAL_MEAN, NEUTRAL_STD, WeightsInfo
 from visionheads.errors import ConfigError
-
-WeightsArg = str | Path | None
 
 
 class Backbone(nn.Module):
@@ -102,54 +99,9 @@ def register_backbone(name: str, build: BackboneBuilder, *, tags: tuple[str, ...
 
 def list_backbones() -> list[str]:
     """Registered backbone names, sorted (any timm model also works as 'timm/<name>')."""
-    _load_builtin_entries()
     return _BACKBONES.names()
 
 
-def backbone_entry(name: str) -> BackboneEntry:
-    """The registry entry of `name` (ConfigError with suggestions when unknown)."""
-    _load_builtin_entries()
-    if name.startswith("timm/"):
-        from visionheads.backbones.timm_entries import timm_passthrough_entry
-
-        return timm_passthrough_entry(name.removeprefix("timm/"))
+def registered_entry(name: str) -> BackboneEntry:
+    """The entry registered as `name` (ConfigError with suggestions when unknown)."""
     return _BACKBONES.get(name)
-
-
-def create_backbone(name: str, *, weights: WeightsArg = None, in_chans: int = 3) -> Backbone:
-    """Build backbone `name` with random weights (None), a pretrained tag like "imagenet", or a local file."""
-    from visionheads.backbones.weights import load_state_dict_file
-
-    if in_chans < 1:
-        raise ConfigError(f"in_chans must be >= 1, got {in_chans}")
-    entry = backbone_entry(name)
-    tag, state_dict = None, None
-    if weights is None:
-        pass
-    elif isinstance(weights, Path) or _looks_like_path(str(weights)):
-        state_dict = load_state_dict_file(weights)
-    elif weights in entry.tags:
-        tag = str(weights)
-    else:
-        known = ", ".join(entry.tags) or "none"
-        raise ConfigError(
-            f"backbone {name!r} has no weights tag {weights!r} (tags: {known}); pass None, a tag, "
-            "or the path of a local .pt/.pth/.safetensors file"
-        )
-    return entry.build(in_chans=in_chans, tag=tag, state_dict=state_dict)
-
-
-def _looks_like_path(text: str) -> bool:
-    return "/" in text or "\\" in text or Path(text).suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-
-
-_LOADED = False
-
-
-def _load_builtin_entries() -> None:
-    # Importing the entry modules registers them; done lazily so importing the registry stays cheap.
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    from visionheads.backbones import small, timm_entries, torchvision_entries  # noqa: F401

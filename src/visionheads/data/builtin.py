@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from visionheads.data.catalog import Source, register_dataset
 from visionheads.data.coco import COCOSubset
 from visionheads.data.digits import SPLITS, digits
 from visionheads.data.mnist import MNIST
 from visionheads.data.rotation import Rotated
 from visionheads.data.samples import change_channels
 from visionheads.data.shapes import shapes_split
-from visionheads.data.sources import Source, register_dataset
 from visionheads.errors import DataError
 
 

@@ -33,7 +33,7 @@ class Rotated(Dataset):
     """Samples of `dataset`, each rotated by an angle drawn from [-degrees, degrees]; the angle is the target.
 
     With `resample=False` (evaluation) sample i always gets the same angle for a given seed; with
-    `resample=True` (training) every read draws a new one, still reproducible from the seed.
+    `resample=True` (training) it gets a new one each epoch (see `set_epoch`), still reproducible from the seed.
     """
 
     def __init__(self, dataset: Dataset, degrees: float = 45.0, *, seed: int = 0, resample: bool = False) -> None:
@@ -43,23 +43,24 @@ class Rotated(Dataset):
         self.degrees = float(degrees)
         self.seed = seed
         self.resample = resample
-        self._reads = np.zeros(len(dataset), dtype=np.int64)  # per-sample draw counter for resampling
+        self.epoch = 0
         self.class_names = getattr(dataset, "class_names", None)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Resampling datasets draw the angles of `epoch` from now on (the training loader calls this)."""
+        self.epoch = epoch
+
     def angle(self, index: int) -> float:
-        """The angle sample `index` gets on its next read."""
-        draw = int(self._reads[index]) if self.resample else 0
-        rng = np.random.default_rng([self.seed, index, draw])
+        """The angle of sample `index` (in the current epoch, when resampling)."""
+        rng = np.random.default_rng([self.seed, index, self.epoch if self.resample else 0])
         return float(rng.uniform(-self.degrees, self.degrees))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = dict(self.dataset[index])
         angle = self.angle(index)
-        if self.resample:
-            self._reads[index] += 1
         sample["image"] = rotate_image(as_image(sample["image"], f"Rotated[{index}]"), angle)
         sample["angle"] = angle
         return sample

@@ -2,73 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
-from visionheads._registry import Registry
+from visionheads.data.catalog import Source, is_builtin, list_datasets, resolve_builtin
 from visionheads.data.coco import COCOSubset
 from visionheads.data.samples import ArraySamples
 from visionheads.errors import DataError
-
-
-@dataclass
-class Source:
-    """A resolved dataset with what the tasks need to know about it."""
-
-    dataset: Dataset
-    description: str
-    class_names: list[str] | None = None
-    flips_ok: bool = True  # False for data whose meaning a mirror changes (digits)
-    val: str | None = None  # the matching validation split of a built-in dataset
-
-
-BuiltinBuilder = Callable[[list[str], int], Source]  # (arguments after the name, channels) -> Source
-_BUILTINS: Registry[BuiltinBuilder] = Registry("dataset", "visionheads.data.list_datasets() shows all")
-_SLICE = re.compile(r"^(?P<spec>.*?)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
-
-
-def register_dataset(name: str, build: BuiltinBuilder) -> None:
-    """Register a built-in dataset: `build(args, channels)` gets the ':'-separated arguments after the name."""
-    _BUILTINS.register(name, build)
-
-
-def list_datasets() -> list[str]:
-    """Names of the built-in datasets."""
-    _load_builtins()
-    return _BUILTINS.names()
-
-
-def resolve_builtin(spec: str, channels: int) -> Source:
-    """`"digits:test"`, `"digits[:500]"` or `"mnist:ROOT:test[:5000]"` to a Source."""
-    _load_builtins()
-    sliced = _SLICE.match(spec)
-    text = sliced.group("spec") if sliced else spec
-    name, *args = text.split(":")
-    source = _BUILTINS.get(name)(args, channels)
-    if sliced:
-        start = int(sliced.group("start")) if sliced.group("start") else None
-        stop = int(sliced.group("stop")) if sliced.group("stop") else None
-        indices = range(len(source.dataset))[start:stop]
-        if not indices:
-            raise DataError(f"{spec}: the slice selects no samples out of {len(source.dataset)}")
-        source.dataset = Subset(source.dataset, list(indices))
-        source.description = spec
-    return source
-
-
-def is_builtin(spec: object) -> bool:
-    """True when `spec` is a string naming a built-in dataset (not a path)."""
-    if not isinstance(spec, str):
-        return False
-    _load_builtins()
-    name = (_SLICE.match(spec).group("spec") if _SLICE.match(spec) else spec).split(":")[0]
-    return name in _BUILTINS
 
 
 def resolve_source(
@@ -122,14 +66,3 @@ def _image_array(images: Any) -> Any:
     if isinstance(images, np.ndarray) and images.ndim == 3:
         return images[:, :, :, None]  # (N, H, W) greyscale -> (N, H, W, 1)
     return images
-
-
-_LOADED = False
-
-
-def _load_builtins() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    from visionheads.data import builtin  # noqa: F401  (registers the built-in datasets)

@@ -1,7 +1,12 @@
-"""Tasks: each bundles a head family with its data adapter, loss, metrics, decoding and plots."""
+"""Tasks: each bundles a head family with its data adapter, loss, metrics, decoding and figures.
 
-from visionheads.tasks import classification, regression, segmentation  # noqa: F401  (registers the tasks)
-from visionheads.tasks.base import Task, list_tasks, register_task
+Importing the package registers the built-in tasks.
+"""
+
+from visionheads.tasks import classification, regression, segmentation  # noqa: F401  (they register themselves)
+from visionheads.tasks.base import Evaluation, Task, list_tasks, register_task, task_class
+from visionheads.tasks.config import TaskConfig
+from visionheads.tasks.fitting import FitSettings
 from visionheads.tasks.history import History
 
-__all__ = ["History", "Task", "list_tasks", "register_task"]
+__all__ = ["Evaluation", "FitSettings", "History", "Task", "TaskConfig", "list_tasks", "register_task", "task_class"]

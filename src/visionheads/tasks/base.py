@@ -1,32 +1,55 @@
 """The shared Task: a LightningModule that owns the steps, the optimiser, fit/evaluate/predict/save/load.
 
-A task module subclasses `Task` once and fills in, top to bottom: its heads, how it adapts data, its loss,
-its metrics, how it decodes outputs, and its plots. Everything the tasks have in common lives here.
+A task module subclasses `Task` once and fills in, top to bottom: its heads and model, how it adapts data, its
+losses, its metrics, how it decodes outputs, and its figures. The hooks, in the order data flows through them:
+
+    source_from_path / check_data         data argument -> checked Source (classes learnt when fitting)
+    train_transform / eval_transform      albumentations pipelines
+    to_tensors                            one checked sample dict -> dict of tensors (targets checked here)
+    collate                               list of sample dicts -> batch (lists allowed, e.g. one dict per image)
+    training_losses(batch)                {name: loss}; the sum is optimised, every term logged
+    evaluation_outputs(batch)             outputs for metrics and decoding (validation, evaluate, test, predict)
+    evaluation_losses(outputs, batch)     {name: loss} for val_loss ({} where eval mode gives none)
+    new_metrics / update_metrics / metric_values     torchmetrics states (synced across processes) -> floats
+    decode(outputs, sizes)                plain Python/NumPy results at each image's own size
+    figures(evaluation, out_dir)          PNGs drawn from an Evaluation handed in
+
+Most tasks only write `losses(outputs, batch)`: the default training_losses, evaluation_outputs and
+evaluation_losses run `model(images)` and call it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.data import AttributeDict
 from torch import nn
+from torch.utils.data import DataLoader, default_collate
+from torchmetrics import MeanMetric, Metric, MetricCollection
+from tqdm.auto import tqdm
 
 from visionheads._registry import Registry
 from visionheads.backbones import Backbone, create_backbone
+from visionheads.data.catalog import Source
 from visionheads.data.images import as_image_list, read_image
+from visionheads.data.pipeline import EpochClock, TensorSamples, TransformedDataset, make_loader
 from visionheads.data.samples import as_image
-from visionheads.data.sources import Source, resolve_source
+from visionheads.data.sources import resolve_source
+from visionheads.engine import build_evaluator, default_workers, inference_device, quiet_lightning
 from visionheads.errors import ConfigError, DataError
-from visionheads.tasks._checkpoint import read_checkpoint, task_arguments, write_checkpoint
-from visionheads.tasks._fitting import optimizer_and_schedule, run_fit
-from visionheads.tasks._inference import evaluate_task, predict_task
+from visionheads.tasks.checkpoint import META_KEY, meta, read_task_file, write_task_file
+from visionheads.tasks.config import HeadBuilder, TaskConfig, head_option_defaults, resolve_config
+from visionheads.tasks.fitting import FitSettings, TrainingPlan, run_fit
 from visionheads.tasks.history import History
 
-HeadBuilder = Callable[..., nn.Module]  # (in_channels, strides, out_features, **options) -> nn.Module
+FEATURES = "features"  # the batch key of cached body features (strategy="features")
 _TASKS: Registry[type[Task]] = Registry("task", "list_tasks() shows all")
 
 
@@ -38,26 +61,63 @@ def register_task(cls: type[Task]) -> type[Task]:
 
 def task_class(name: str) -> type[Task]:
     """The Task subclass registered as `name`."""
-    import visionheads.tasks  # noqa: F401  (importing the package registers every task)
-
     return _TASKS.get(name)
 
 
 def list_tasks() -> list[str]:
     """Names of all tasks."""
-    import visionheads.tasks  # noqa: F401
-
     return _TASKS.names()
+
+
+class HeadOnBody(nn.Module):
+    """The model of most tasks: a head on the body's stage maps (`head(body(images))`)."""
+
+    def __init__(self, body: Backbone, head: nn.Module | None) -> None:
+        super().__init__()
+        self.body = body
+        self.head = head
+
+    def forward(self, images: torch.Tensor) -> Any:
+        """images: float normalised, shape (B, in_chans, H, W). Returns: the head's outputs."""
+        if self.head is None:
+            raise ConfigError("the task has no head yet: pass num_classes (or class_names) or call fit() first")
+        return self.head(self.body(images))
+
+
+@dataclass
+class Evaluation:
+    """One evaluation pass: the data, its metrics as floats, and everything the metrics computed (for figures)."""
+
+    source: Source
+    metrics: dict[str, float]
+    computed: dict[str, torch.Tensor]
+
+
+class _EvaluationPass:
+    """The loss means and the task's metrics over one pass: torchmetrics states, synced across processes."""
+
+    def __init__(self, metrics: Metric | MetricCollection, device: torch.device) -> None:
+        self.metrics = metrics.to(device)
+        self.device = device
+        self.losses: dict[str, MeanMetric] = {}
+
+    def add_losses(self, losses: dict[str, torch.Tensor], size: int) -> None:
+        for name, value in losses.items():
+            if name not in self.losses:
+                self.losses[name] = MeanMetric(sync_on_compute=True).to(self.device)
+            self.losses[name].update(value.detach().float(), weight=size)
+
+    def loss_values(self) -> dict[str, float]:
+        return {name: float(mean.compute()) for name, mean in self.losses.items()}
 
 
 class Task(L.LightningModule):
     """`Task("classification", backbone="resnet18", ...)`: a backbone, a head, and what trains and judges them."""
 
     name: ClassVar[str] = ""
+    config_type: ClassVar[type[TaskConfig]] = TaskConfig
     heads: ClassVar[dict[str, HeadBuilder]] = {}
     default_head: ClassVar[str] = ""
-    target_key: ClassVar[str] = "label"  # the target of (images, targets) arrays
-    option_defaults: ClassVar[dict[str, Any]] = {}
     monitor: ClassVar[tuple[str, str]] = ("val_loss", "min")
 
     def __new__(cls, name: str | None = None, *args: Any, **kwargs: Any) -> Task:
@@ -73,68 +133,109 @@ class Task(L.LightningModule):
         name: str | None = None,
         *,
         backbone: str | Backbone = "simple_cnn",
-        head: str | None = None,
         weights: str | Path | None = None,
-        in_chans: int = 3,
-        image_size: int | None = None,
-        num_classes: int | None = None,
-        class_names: Sequence[str] | None = None,
-        seed: int = 0,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        **options: Any,
+        **arguments: Any,
     ) -> None:
+        """Build backbone and head; `arguments` are the fields of the task's config and its head's options."""
         super().__init__()
         if name is not None and name != self.name:
             raise ConfigError(f"{type(self).__name__} is the {self.name!r} task, not {name!r}")
-        unknown = sorted(set(options) - set(self.option_defaults))
-        if unknown:
-            valid = ", ".join(sorted(self.option_defaults)) or "none"
-            raise ConfigError(f"task {self.name!r} has no option(s) {unknown}; its options: {valid}")
-        head = head or self.default_head
-        if head not in self.heads:
-            raise ConfigError(
-                f"unknown head {head!r} for task {self.name!r}; valid: {sorted(self.heads)} (list_heads())"
+        if isinstance(backbone, Backbone) and weights is not None:
+            raise ConfigError("weights= applies to a backbone given by name; a Backbone object has its weights")
+        seed = int(arguments.get("seed", 0))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # initial weights are a function of the seed, whatever the global state
+            body = backbone
+            if not isinstance(body, Backbone):
+                body = create_backbone(body, weights=weights, in_chans=int(arguments.get("in_chans", 3)))
+            self._config = resolve_config(
+                self.config_type, task=self.name, heads=self.heads, default_head=self.default_head,
+                body=body, weights=weights, arguments=arguments,
+            )  # fmt: skip
+            self.model: nn.Module = (
+                self.build_model(body) if self.head_outputs() is not None else HeadOnBody(body, None)
             )
-        L.seed_everything(seed, verbose=False)  # before building, so initial weights are reproducible
-        self.backbone = (
-            backbone
-            if isinstance(backbone, Backbone)
-            else create_backbone(backbone, weights=weights, in_chans=in_chans)
-        )
-        self.in_chans = self.backbone.in_chans
-        self.image_size = int(image_size or self.backbone.input_size)
-        if self.image_size < self.backbone.min_input_size:
-            raise ConfigError(
-                f"image_size={self.image_size} is below what backbone {self.backbone.name!r} accepts "
-                f"({self.backbone.min_input_size}); raise image_size"
-            )
-        self.head_name = head
-        if num_classes is None and class_names is not None:
-            num_classes = len(class_names)
-        self.num_classes = num_classes
-        self.class_names = list(class_names) if class_names is not None else None
-        if self.class_names is not None and num_classes is not None and len(self.class_names) != num_classes:
-            raise ConfigError(f"{len(self.class_names)} class_names given but num_classes={num_classes}")
-        self.seed = seed
-        self.mean = tuple(mean) if mean is not None else self.backbone.mean
-        self.std = tuple(std) if std is not None else self.backbone.std
-        self.options = {**self.option_defaults, **options}
-        self.head: nn.Module | None = None
-        self.history_rows: list[dict[str, float]] = []
-        self.history: History | None = None
-        self.run_dir: Path | None = None
-        self.last_evaluation: Any = None  # the metric accumulator of the last evaluation (for plots)
-        self.last_evaluated: Source | None = None  # ... and the data it saw
-        self._fit_settings: dict[str, Any] = {"lr": 1e-3, "weight_decay": 0.01, "strategy": "scratch"}
+        self.plan = TrainingPlan()  # how configure_optimizers trains; fit sets it from its arguments
+        self.history: History | None = None  # the last fit's History
+        self._clock = EpochClock(seed)
         self._body_frozen = False
-        self._reset_epoch_state()
-        if self.head_outputs() is not None:
-            self.build_head()
+        self._pass: _EvaluationPass | None = None
+        self._finished: tuple[dict[str, float], dict[str, torch.Tensor]] | None = None
 
-    # ----- hooks a task fills in -------------------------------------------------------------------
+    # ----- configuration ---------------------------------------------------------------------------
+    @property
+    def config(self) -> TaskConfig:
+        """Everything that rebuilds this task (a frozen dataclass); its checkpoint stores exactly this."""
+        return self._config
+
+    @property
+    def hparams(self) -> AttributeDict:
+        """The config as Lightning hyperparameters: `SomeTask.load_from_checkpoint(path)` rebuilds the task."""
+        return AttributeDict(name=self.name, **self._config.arguments())
+
+    @property
+    def trainer(self) -> L.Trainer:
+        """The Trainer the task is attached to; AttributeError when none, so that torch.jit.trace and
+        torch.export, which probe every attribute with hasattr, work on a task without one."""
+        if self._trainer is None and self._fabric is None:
+            raise AttributeError(f"{type(self).__name__} is not attached to a Trainer")
+        return L.LightningModule.trainer.fget(self)
+
+    @trainer.setter
+    def trainer(self, trainer: L.Trainer | None) -> None:
+        L.LightningModule.trainer.fset(self, trainer)
+
+    def set_config(self, **changes: Any) -> None:
+        """Replace config fields (e.g. the classes learnt from data); the model is rebuilt when its outputs change."""
+        outputs = self.head_outputs() if self.head is not None else None
+        try:
+            self._config = dataclasses.replace(self._config, **changes)
+        except TypeError as error:
+            raise ConfigError(f"task {self.name!r}: {error}") from error
+        if self.head_outputs() is not None and self.head_outputs() != outputs:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self._config.seed)
+                self.model = self.build_model(self.backbone)
+
+    @property
+    def backbone(self) -> Backbone:
+        """The body: its parameters form the first optimiser group and are what transfer strategies freeze."""
+        return self.model.body
+
+    @property
+    def head(self) -> nn.Module | None:
+        """The head on the body (None until the number of outputs is known)."""
+        return self.model.head
+
+    @property
+    def num_classes(self) -> int | None:
+        """The number of classes (None until known)."""
+        return self._config.num_classes
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Class names, index order (None until known)."""
+        names = self._config.class_names
+        return list(names) if names is not None else None
+
+    # ----- 1. model (hooks) --------------------------------------------------------------------------
     def head_outputs(self) -> int | None:
-        """How many numbers the head emits per image (None while unknown, e.g. before classes are seen)."""
+        """How many numbers the head emits per image or pixel (None while unknown, e.g. before classes are seen)."""
+        raise NotImplementedError
+
+    def build_model(self, body: Backbone) -> nn.Module:
+        """The model around `body`; by default the configured head on it (`HeadOnBody`)."""
+        build = self.heads[self._config.head]
+        head = build(body.channels, body.strides, self.head_outputs(), **self._config.head_options)
+        return HeadOnBody(body, head)
+
+    def forward(self, images: torch.Tensor) -> Any:
+        """images: float normalised, shape (B, in_chans, H, W). Returns: the model's outputs."""
+        return self.model(images)
+
+    # ----- 2. data (hooks) ---------------------------------------------------------------------------
+    def sample_keys(self) -> tuple[str, ...]:
+        """Keys every sample must hold."""
         raise NotImplementedError
 
     def source_from_path(self, path: Path, channels: int) -> Source:
@@ -150,10 +251,6 @@ class Task(L.LightningModule):
         if fitting and names is not None and known is not None and list(names) != known:
             raise ConfigError(f"{source.description}: classes {names} differ from the task's {known}")
 
-    def sample_keys(self) -> tuple[str, ...]:
-        """Keys every sample must hold."""
-        return ("image", self.target_key)
-
     def train_transform(self, source: Source) -> Any:
         """The albumentations pipeline for training samples."""
         raise NotImplementedError
@@ -162,41 +259,154 @@ class Task(L.LightningModule):
         """The albumentations pipeline for evaluation and prediction."""
         raise NotImplementedError
 
-    def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, torch.Tensor]:
-        """One checked sample (image already HxWxC uint8) through `pipeline` to tensors."""
+    def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, Any]:
+        """One checked sample (image already HxWxC uint8) through `pipeline` to tensors; `where` names it."""
         raise NotImplementedError
 
-    def compute_loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The training loss of a batch."""
+    def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Samples to a batch (stacked tensors by default)."""
+        return default_collate(samples)
+
+    # ----- 3. losses (hooks) -------------------------------------------------------------------------
+    def losses(self, outputs: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Named loss terms of a batch from the model's outputs."""
         raise NotImplementedError
 
-    def new_metrics(self) -> Any:
-        """An accumulator with `update(outputs, batch)` and `compute() -> dict[str, float]`."""
+    def model_outputs(self, batch: dict[str, Any]) -> Any:
+        """The model on a batch: on its images, or the head alone on cached body features (strategy="features")."""
+        if FEATURES in batch:
+            return self.head.classifier(batch[FEATURES])
+        return self(batch["image"])
+
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Named loss terms of a training batch; their sum is optimised."""
+        return self.losses(self.model_outputs(batch), batch)
+
+    def evaluation_outputs(self, batch: dict[str, Any]) -> Any:
+        """Outputs of an evaluation batch, for the metrics and for decoding."""
+        return self.model_outputs(batch)
+
+    def evaluation_losses(self, outputs: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Named loss terms of an evaluation batch (val_loss)."""
+        return self.losses(outputs, batch)
+
+    # ----- 4. metrics (hooks) ------------------------------------------------------------------------
+    def new_metrics(self) -> Metric | MetricCollection:
+        """Fresh torchmetrics for one evaluation pass."""
         raise NotImplementedError
 
-    def decode(self, outputs: torch.Tensor) -> list[Any]:
-        """Raw head outputs of a batch to plain Python/NumPy predictions."""
+    def update_metrics(self, metrics: Metric | MetricCollection, outputs: Any, batch: dict[str, Any]) -> None:
+        """Feed one batch to the metrics."""
         raise NotImplementedError
 
-    def task_plots(self, out_dir: Path) -> list[Path]:
-        """The task's own figures (e.g. a confusion matrix of the last evaluation)."""
+    def metric_values(self, computed: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The metrics' computed values as named floats (by default every scalar)."""
+        return {key: float(value) for key, value in computed.items() if value.ndim == 0}
+
+    # ----- 5. predictions (hooks) --------------------------------------------------------------------
+    def decode(self, outputs: Any, sizes: list[tuple[int, int]]) -> list[Any]:
+        """Outputs of a batch to one plain Python/NumPy result per image, at its original (height, width)."""
+        raise NotImplementedError
+
+    # ----- 6. figures (hooks) ------------------------------------------------------------------------
+    def figures(self, evaluation: Evaluation, out_dir: Path) -> list[Path]:
+        """The task's own figures of an evaluation (e.g. a confusion matrix), saved as PNG in `out_dir`."""
         return []
 
-    # ----- model ---------------------------------------------------------------------------------
-    def build_head(self) -> None:
-        """(Re)build the head for `head_outputs()` outputs."""
-        outputs = self.head_outputs()
-        if outputs is None:
-            raise ConfigError(f"task {self.name!r} cannot build its head yet: the number of outputs is unknown")
-        build = self.heads[self.head_name]
-        head_options = {k: v for k, v in self.options.items() if k in _head_option_names(build)}
-        self.head = build(self.backbone.channels, self.backbone.strides, outputs, **head_options)
+    # ----- Lightning steps ---------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
+        """The task's loss terms, their sum, and what the progress bar and the epoch row show."""
+        losses = self.training_losses(batch)
+        total = torch.stack(list(losses.values())).sum()
+        size = _batch_size(batch)
+        self.log("loss", total.detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False, batch_size=size)
+        for name, value in _named_totals(losses, total).items():
+            self.log(f"train_{name}", value.detach(), logger=False, on_step=False, on_epoch=True, batch_size=size,
+                     sync_dist=True)  # fmt: skip
+        return total
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images: float normalised, shape (B, in_chans, H, W). Returns: the head's raw outputs."""
-        if self.head is None:
-            raise ConfigError(f"the {self.name!r} task has no head yet: pass num_classes or call fit() first")
-        return self.head(self.backbone(images))
+    def validation_step(self, batch: dict[str, Any], batch_index: int) -> None:
+        """The shared evaluation step."""
+        self._evaluation_step(batch)
+
+    def test_step(self, batch: dict[str, Any], batch_index: int) -> None:
+        """The shared evaluation step (Task.evaluate runs Trainer.test)."""
+        self._evaluation_step(batch)
+
+    def _evaluation_step(self, batch: dict[str, Any]) -> None:
+        outputs = self.evaluation_outputs(batch)
+        losses = self.evaluation_losses(outputs, batch)
+        if losses:
+            self._pass.add_losses(_named_totals(losses, torch.stack(list(losses.values())).sum()), _batch_size(batch))
+        self.update_metrics(self._pass.metrics, outputs, batch)
+
+    def on_validation_epoch_start(self) -> None:
+        """Fresh metrics for this pass."""
+        self._pass = _EvaluationPass(self.new_metrics(), self.device)
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_validation_epoch_end(self) -> None:
+        """Log `val_loss`, `val_<term>` and `val_<metric>`: dataset-wide values (early stopping monitors them)."""
+        values, _ = self._finish_pass()
+        for key, value in values.items():
+            shown = key == "loss" or f"val_{key}" == self.monitor[0]
+            self.log(f"val_{key}", value, prog_bar=shown, logger=False)
+
+    def on_test_epoch_end(self) -> None:
+        """Keep the pass's values for Task.evaluation."""
+        self._finished = self._finish_pass()
+
+    def _finish_pass(self) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        computed = self._pass.metrics.compute()
+        computed = computed if isinstance(computed, dict) else {type(self._pass.metrics).__name__: computed}
+        values = self._pass.loss_values() | self.metric_values(computed)
+        self._pass = None
+        return values, computed
+
+    def on_train_epoch_start(self) -> None:
+        """Draw this epoch's shuffling and augmentation; apply the strategy's body freezing."""
+        self._clock.start(self.current_epoch, self.global_rank)
+        plan = self.plan
+        frozen = plan.strategy in ("freeze", "features")
+        self.set_body_frozen(frozen or (plan.strategy == "finetune" and self.current_epoch < plan.freeze_epochs))
+
+    def on_train_end(self) -> None:
+        """A fitted task leaves training with its body trainable again."""
+        self.set_body_frozen(False)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimiser groups by identity: the body's parameters (where the strategy trains it), then all others."""
+        plan = self.plan
+        body_ids = {id(p) for p in self.backbone.parameters()}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in body_ids], "lr": plan.lr, "name": "head"}]
+        if plan.strategy in ("scratch", "finetune"):
+            body_lr = plan.lr * (plan.body_lr_scale if plan.strategy == "finetune" else 1.0)
+            groups.insert(0, {"params": list(self.backbone.parameters()), "lr": body_lr, "name": "body"})
+        return groups
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW over `parameter_groups()` with a one-cycle schedule stepped every batch."""
+        groups = self.parameter_groups()
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.plan.weight_decay)
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[group["lr"] for group in groups], total_steps=total_steps, pct_start=0.2
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Our record: format, task, finished epoch; the random state too where training will resume from it."""
+        epoch = self.trainer.current_epoch + 1 if self._trainer is not None else None
+        checkpoint[META_KEY] = meta(self.name, epoch)
+        if "optimizer_states" in checkpoint:  # a full training state (last.ckpt): dropout draws continue exactly
+            checkpoint[META_KEY]["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """When a fit resumes, continue torch's random draws where the interrupted fit left them."""
+        state = checkpoint.get(META_KEY, {}).get("torch_rng_state")
+        if state is not None and self._trainer is not None and self.trainer.state.fn == "fit":
+            torch.set_rng_state(state)
 
     def train(self, mode: bool = True) -> Task:
         """As nn.Module.train, but a frozen body stays in eval mode."""
@@ -211,203 +421,193 @@ class Task(L.LightningModule):
         self.backbone.requires_grad_(not frozen)
         self.train(self.training)
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """Everything needed to rebuild this task, as plain data."""
-        return {
-            "task": self.name,
-            "backbone": self.backbone.name,
-            "head": self.head_name,
-            "in_chans": self.in_chans,
-            "image_size": self.image_size,
-            "num_classes": self.num_classes,
-            "class_names": self.class_names,
-            "seed": self.seed,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "options": dict(self.options),
-        }
+    # ----- data --------------------------------------------------------------------------------------
+    def source(self, data: Any, *, fitting: bool = False) -> Source:
+        """Any accepted data argument as a Source checked against the task, down to its first sample.
 
-    # ----- Lightning steps -------------------------------------------------------------------------
-    def _reset_epoch_state(self) -> None:
-        self._train_loss_sum = torch.zeros(())
-        self._train_batches = 0
-        self._val_loss_sum = torch.zeros(())
-        self._val_batches = 0
-        self._val_metrics: Any = None
-        self._last_val: dict[str, float] = {}
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
-        """Forward, task loss, and the running loss for the progress bar."""
-        loss = self.compute_loss(self(batch["image"]), batch)
-        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss.detach()
-        self._train_batches += 1
-        size = len(batch["image"])
-        self.log("loss", loss, prog_bar=True, logger=False, on_step=True, on_epoch=False, batch_size=size)
-        self.log("train_loss", loss, logger=False, on_step=False, on_epoch=True, batch_size=size)  # for monitors
-        return loss
-
-    def on_validation_epoch_start(self) -> None:
-        """Fresh metric accumulator for this validation pass."""
-        self._val_metrics = self.new_metrics()
-        self._val_loss_sum, self._val_batches = torch.zeros(()), 0
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
-        """Accumulate the loss and the task's metrics."""
-        outputs = self(batch["image"])
-        self._val_loss_sum = self._val_loss_sum.to(outputs.device) + self.compute_loss(outputs, batch).detach()
-        self._val_batches += 1
-        self._val_metrics.update(outputs, batch)
-
-    def on_validation_epoch_end(self) -> None:
-        """Log `val_loss` and `val_<metric>` (early stopping and checkpoints monitor these)."""
-        if self._val_batches == 0:
-            return
-        values = {"val_loss": float(self._val_loss_sum / self._val_batches)}
-        values |= {f"val_{key}": value for key, value in self._val_metrics.compute().items()}
-        # Loggers get the whole epoch row at once (engine.RecordHistory); the bar shows the loss and the monitor.
-        for key, value in values.items():
-            self.log(key, value, logger=False, prog_bar=key in ("val_loss", self.monitor[0]), sync_dist=True)
-        if not self.trainer.sanity_checking:
-            self._last_val = values
-            self.last_evaluation = self._val_metrics
-
-    def epoch_row(self) -> dict[str, float]:
-        """Close the epoch: its train loss and last validation metrics, as one History row."""
-        row: dict[str, float] = {"epoch": self.current_epoch}
-        if self._train_batches:
-            row["train_loss"] = float(self._train_loss_sum / self._train_batches)
-        row |= self._last_val
-        self._train_loss_sum, self._train_batches, self._last_val = torch.zeros(()), 0, {}
-        return row
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The finished epochs' rows travel with the training state, so a resumed fit keeps its history."""
-        checkpoint["visionheads_history"] = [dict(row) for row in self.history_rows]
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the history rows saved by on_save_checkpoint."""
-        self.history_rows = [dict(row) for row in checkpoint.get("visionheads_history", [])]
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW over body and head groups (body at 0.1x for finetune) with a one-cycle schedule per step."""
-        return optimizer_and_schedule(self, self._fit_settings, int(self.trainer.estimated_stepping_batches))
-
-    def on_train_epoch_start(self) -> None:
-        """Finetune: keep the body frozen for the first `freeze_epochs` epochs."""
-        freeze_epochs = self._fit_settings.get("freeze_epochs", 0)
-        if self._fit_settings["strategy"] == "finetune":
-            self.set_body_frozen(self.current_epoch < freeze_epochs)
-
-    # ----- data ------------------------------------------------------------------------------------
-    def resolve(self, data: Any) -> Source:
-        """Any accepted data argument to a Source for this task (never an empty one)."""
+        `fitting` lets the task learn from the data (e.g. its classes). Bad data fails here, before any training.
+        """
+        keys = self.sample_keys()
         source = resolve_source(
-            data, channels=self.in_chans, target_key=self.target_key, from_path=self.source_from_path
+            data,
+            channels=self._config.in_chans,
+            target_key=keys[1] if len(keys) > 1 else "label",  # what the targets of (images, targets) arrays are
+            from_path=self.source_from_path,
         )
         if len(source.dataset) == 0:
             raise DataError(f"{source.description}: the dataset is empty")
+        self.check_data(source, fitting=fitting)
+        self._transformed(source, self.eval_transform())[0]
         return source
 
-    # ----- the public workflow ---------------------------------------------------------------------
-    def fit(
-        self,
-        train: Any,
-        val: Any = None,
-        *,
-        epochs: int = 10,
-        batch_size: int = 32,
-        lr: float = 1e-3,
-        strategy: str = "auto",
-        devices: int | str | list[int] = "auto",
-        precision: str | int = "auto",
-        callbacks: list[L.Callback] | None = None,
-        weight_decay: float = 0.01,
-        patience: int | None = None,
-        num_workers: int | None = None,
-        project: str | Path = "runs",
-        name: str | None = None,
-        plots: bool = True,
-        distributed: str = "auto",
-        progress: bool | None = None,
-        resume: str | Path | None = None,
-        **trainer_kwargs: Any,
-    ) -> History:
-        """Train on `train` (validating on `val`, or the built-in val split) and return the History.
+    def data_loader(
+        self, data: Any, *, train: bool, batch_size: int = 32, num_workers: int | None = None
+    ) -> DataLoader:
+        """Batches of `data` (a Source from `source()`, or any data argument) through the train or eval pipeline."""
+        source = data if isinstance(data, Source) else self.source(data, fitting=train)
+        pipeline = self.train_transform(source) if train else self.eval_transform()
+        return make_loader(
+            self._transformed(source, pipeline, clock=self._clock if train else None),
+            batch_size=batch_size,
+            collate_fn=self.collate,
+            seed=self._config.seed,
+            shuffle=self._clock.generator if train else None,
+            num_workers=default_workers() if num_workers is None else num_workers,
+            drop_last=train and len(source.dataset) > batch_size,  # no 1-sample batch to upset BatchNorm
+        )
 
-        `val=None` validates on a built-in dataset's own val split (if any); `val=False` skips validation.
-        `strategy` is the transfer-learning strategy; `distributed` is Lightning's (e.g. "ddp"); `progress`
-        forces the progress bar on or off (default: on when stderr is a terminal, else one line per epoch);
-        `resume` continues an interrupted fit from its run folder (or its last.ckpt), in that folder: weights,
-        optimiser, schedule, epoch and history as they were after the last finished epoch; pass the same data
-        and settings. Other keyword arguments go to `lightning.Trainer`.
-        With validation data the task ends holding the weights of its best validated epoch; without, its last.
+    def _transformed(self, source: Source, pipeline: Any, clock: EpochClock | None = None) -> TransformedDataset:
+        return TransformedDataset(
+            source.dataset, pipeline=pipeline, to_tensors=self.to_tensors, keys=self.sample_keys(),
+            channels=self._config.in_chans, description=source.description, clock=clock,
+        )  # fmt: skip
+
+    def feature_loader(self, source: Source, *, train: bool, batch_size: int = 32) -> DataLoader:
+        """Batches of the body's pooled features of `source` (run once, eval pipeline) with their targets."""
+        if not hasattr(self.head, "pooled") or not hasattr(self.head, "classifier"):
+            raise ConfigError(
+                f"strategy='features' needs a pooled head (e.g. linear, mlp), not {self._config.head!r}; "
+                "strategy='freeze' also trains the head alone"
+            )
+        device = inference_device()
+        self.to(device).eval()
+        features, targets = [], []
+        with torch.no_grad():  # not inference_mode: the cached tensors are inputs of training steps later
+            batches = self.data_loader(source, train=False, batch_size=batch_size, num_workers=0)
+            for batch in tqdm(batches, desc=f"features of {source.description}", disable=not sys.stderr.isatty()):
+                features.append(self.head.pooled(self.backbone(batch["image"].to(device))).float().cpu())
+                targets.append({key: value for key, value in batch.items() if key != "image"})
+        tensors = {FEATURES: torch.cat(features)} | {key: torch.cat([t[key] for t in targets]) for key in targets[0]}
+        return make_loader(
+            TensorSamples(tensors),
+            batch_size=batch_size,
+            collate_fn=default_collate,
+            seed=self._config.seed,
+            shuffle=self._clock.generator if train else None,
+            drop_last=train and len(tensors[FEATURES]) > batch_size,
+        )
+
+    # ----- the public workflow -----------------------------------------------------------------------
+    def fit(self, train: Any, val: Any = None, **settings: Any) -> History:
+        """Train on `train`, validating on `val` (default: a built-in dataset's own val split; False: none).
+
+        `settings` are the fields of `FitSettings` (epochs, batch_size, lr, strategy, patience, devices,
+        precision, resume, ...); other `lightning.Trainer` arguments pass through. Writes a run folder and
+        returns its History. With validation data the task ends holding its best validated epoch's weights.
         """
-        trainer_options = dict(
-            devices=devices, precision=precision, distributed=distributed, patience=patience,
-            callbacks=callbacks, progress=progress, **trainer_kwargs,
-        )  # fmt: skip
-        return run_fit(
-            self, train, val, epochs=epochs, batch_size=batch_size, lr=lr, strategy=strategy,
-            weight_decay=weight_decay, num_workers=num_workers, project=project, name=name, plots=plots,
-            resume=resume, trainer_options=trainer_options,
-        )  # fmt: skip
+        return run_fit(self, train, val, FitSettings.from_arguments(settings))
 
-    def evaluate(self, data: Any, *, batch_size: int = 64) -> dict[str, float]:
-        """Metrics of the task on `data` as plain floats under stable names."""
-        return evaluate_task(self, data, batch_size=batch_size)
+    def evaluation(
+        self,
+        data: Any,
+        *,
+        batch_size: int = 64,
+        accelerator: str = "auto",
+        devices: int | str | list[int] = 1,
+        distributed: str = "auto",
+        precision: str | int = "auto",
+        progress: bool | None = None,
+    ) -> Evaluation:
+        """One evaluation pass over `data` (Lightning's test loop, on the GPU when there is one, or several
+        processes with `devices`/`distributed`): metrics as floats and what they computed, for figures."""
+        source = self.source(data)
+        loader = self.data_loader(source, train=False, batch_size=batch_size, num_workers=0)
+        trainer = build_evaluator(
+            accelerator=accelerator, devices=devices, distributed=distributed, precision=precision, progress=progress
+        )
+        with quiet_lightning():
+            trainer.test(self, loader, verbose=False)
+        (values, computed), self._finished = self._finished, None
+        return Evaluation(source, values, computed)
 
+    def evaluate(self, data: Any, **options: Any) -> dict[str, float]:
+        """Metrics of the task on `data` as plain floats under stable names (options as for `evaluation`)."""
+        return self.evaluation(data, **options).metrics
+
+    @torch.inference_mode()
     def predict(self, images: Any, *, batch_size: int = 64) -> list[Any]:
-        """Predictions for image files, one HxWxC array, or a batch NxHxWxC; one result per image."""
-        return predict_task(self, images, batch_size=batch_size)
+        """Predictions for image files, one HxWxC array, or a batch NxHxWxC; one result per image, at its size."""
+        arrays = self.image_arrays(images)
+        pipeline = self.eval_transform()
+        device = inference_device()
+        self.to(device).eval()
+        results: list[Any] = []
+        for start in range(0, len(arrays), batch_size):
+            chunk = arrays[start : start + batch_size]
+            batch = self.collate([{"image": pipeline(image=array)["image"]} for array in chunk])
+            batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+            results += self.decode(self.evaluation_outputs(batch), [array.shape[:2] for array in chunk])
+        return results
 
     def image_arrays(self, images: Any) -> list[np.ndarray]:
         """Image paths, one HxWxC array or a batch (N, H, W[, C]) to checked HxWxC uint8 arrays."""
         arrays = []
         for index, item in enumerate(as_image_list(images)):
             if isinstance(item, (str, Path)):
-                arrays.append(read_image(item, self.in_chans))
+                arrays.append(read_image(item, self._config.in_chans))
             else:
-                arrays.append(as_image(item, f"images[{index}]", channels=self.in_chans))
+                arrays.append(as_image(item, f"images[{index}]", channels=self._config.in_chans))
         return arrays
 
     def save(self, path: str | Path) -> Path:
-        """Write weights, config and class names to one file (atomically)."""
-        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        return write_checkpoint(path, self.config, state)
+        """Write config and weights to one file (atomically); `vh.Task.load` and `load_from_checkpoint` read it."""
+        state = {key: value.detach().cpu() for key, value in self.state_dict().items()}
+        return write_task_file(path, task=self.name, arguments=self._config.arguments(), state_dict=state)
 
     @classmethod
     def load(cls, path: str | Path) -> Task:
-        """Rebuild a saved task; the file is read with weights_only=True, so it cannot run code."""
-        config, state_dict = read_checkpoint(path)
-        task = Task(config["task"], **task_arguments(config))
-        if task.head is None:
-            task.build_head()
-        task.load_state_dict(state_dict)
+        """Rebuild a saved task (Task.save, best.pt, last.pt, last.ckpt); read with weights_only=True: no code runs."""
+        saved = read_task_file(path)
+        arguments = saved.arguments
+        if saved.version == 1:
+            arguments = task_class(saved.task).version_1_arguments(arguments)
+        task = Task(saved.task, **arguments)
+        task._load_state(saved.state_dict, path)
         return task.eval()
 
-    def plot(self, out_dir: str | Path | None = None, data: Any = None) -> list[Path]:
-        """Save training curves and the task's figures as PNG to `out_dir` (default: the run folder)."""
+    @classmethod
+    def version_1_arguments(cls, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments of a version 1 checkpoint that still apply (v1 kept the options of every head)."""
+        fields = {f.name for f in dataclasses.fields(cls.config_type)}
+        head_options = head_option_defaults(cls.heads[arguments.get("head") or cls.default_head])
+        return {key: value for key, value in arguments.items() if key in fields or key in head_options}
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load the weights of a checkpoint of this task (e.g. a run's best.pt) into it."""
+        saved = read_task_file(path)
+        if saved.task != self.name:
+            raise ConfigError(f"{path}: a {saved.task} checkpoint, given to a {self.name} task")
+        self._load_state(saved.state_dict, path)
+
+    def _load_state(self, state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
+        try:
+            self.load_state_dict(state_dict)
+        except RuntimeError as error:
+            raise ConfigError(f"{path}: the weights do not fit this task's model ({str(error)[:300]})") from error
+
+    def plot(
+        self, out_dir: str | Path | None = None, data: Any = None, *, history: History | None = None
+    ) -> list[Path]:
+        """Training curves (of `history` or the last fit) and the task's figures of `data` (data or an Evaluation)."""
         from visionheads.viz.curves import plot_history
 
-        out_dir = Path(out_dir or self.run_dir or ".")
+        history = history or self.history
+        out_dir = Path(out_dir or (history.run_dir if history and history.run_dir else "."))
         out_dir.mkdir(parents=True, exist_ok=True)
-        if data is not None:
-            self.evaluate(data)
         paths = []
-        if self.history_rows:
-            paths.append(plot_history(self.history_rows, out_dir / "curves.png", title=f"{self.name} training"))
-        return paths + self.task_plots(out_dir)
-
-    @classmethod
-    def from_recipe(cls, path: str | Path, **overrides: Any) -> Task:
-        """Build, train and test the task a recipe YAML describes; overrides like `epochs=3` or `fit.lr=0.01`."""
-        from visionheads.tasks.recipe import run_recipe
-
-        return run_recipe(path, overrides)
+        if history is not None and history.rows:
+            paths.append(plot_history(history.rows, out_dir / "curves.png", title=f"{self.name} training"))
+        if data is not None:
+            evaluation = data if isinstance(data, Evaluation) else self.evaluation(data)
+            paths += self.figures(evaluation, out_dir)
+        return paths
 
 
-def _head_option_names(build: HeadBuilder) -> set[str]:
-    import inspect
+def _batch_size(batch: dict[str, Any]) -> int:
+    first = batch[FEATURES] if FEATURES in batch else batch["image"]
+    return len(first)
 
-    return {p.name for p in inspect.signature(build).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+def _named_totals(losses: dict[str, torch.Tensor], total: torch.Tensor) -> dict[str, torch.Tensor]:
+    # `loss` is the sum; the terms are `loss_<term>` (apart from the metrics' names) where there is more than one.
+    return {"loss": total} | ({f"loss_{name}": value for name, value in losses.items()} if len(losses) > 1 else {})

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, top_k_accuracy_score
 from torch.nn import functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from visionheads.data.catalog import Source
 from visionheads.data.folders import ClassFolders
-from visionheads.data.sources import Source
 from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError, DataError
 from visionheads.heads import PooledLinear, PooledMLP
-from visionheads.tasks.base import Task, register_task
+from visionheads.tasks.base import Evaluation, Task, register_task
+from visionheads.tasks.config import TaskConfig
+
+
+@dataclass(frozen=True)
+class ClassificationConfig(TaskConfig):
+    """Classification arguments: those of every task, plus these."""
+
+    label_smoothing: float = 0.0
+    hflip: bool | None = None  # mirror training images; None: where the data allows it (not digits)
 
 
 @register_task
@@ -23,17 +34,19 @@ class ClassificationTask(Task):
     """`Task("classification", backbone=..., num_classes=K)`: predicts one of K classes per image."""
 
     name = "classification"
+    config_type = ClassificationConfig
+    monitor = ("val_accuracy", "max")
     # 1. heads
     heads = {"linear": PooledLinear, "mlp": PooledMLP}
     default_head = "linear"
-    option_defaults = {"dropout": 0.0, "hidden": 256, "pool_size": 1, "label_smoothing": 0.0, "hflip": None}
-    monitor = ("val_accuracy", "max")
-    target_key = "label"
 
     def head_outputs(self) -> int | None:
         return self.num_classes
 
     # 2. data
+    def sample_keys(self) -> tuple[str, ...]:
+        return ("image", "label")
+
     def source_from_path(self, path: Path, channels: int) -> Source:
         folders = ClassFolders(path, channels=channels)
         return Source(folders, str(path), class_names=folders.class_names)
@@ -46,8 +59,7 @@ class ClassificationTask(Task):
         if self.num_classes is None:
             if not fitting or count is None:
                 raise ConfigError(f"{source.description}: pass num_classes; it cannot be read from this data")
-            self.num_classes = count
-            self.build_head()
+            self.set_config(num_classes=count)
         elif count is not None and (count > self.num_classes or (names is not None and count != self.num_classes)):
             raise ConfigError(
                 f"num_classes={self.num_classes} but {source.description} has {count} classes"
@@ -56,14 +68,15 @@ class ClassificationTask(Task):
         if labels is not None and len(labels) and labels.min() < 0:
             raise DataError(f"{source.description}: labels must be 0..{self.num_classes - 1}, found {labels.min()}")
         if self.class_names is None:
-            self.class_names = names or [str(i) for i in range(self.num_classes)]
+            self.set_config(class_names=tuple(names or [str(i) for i in range(self.num_classes)]))
 
     def train_transform(self, source: Source) -> Any:
-        flips = source.flips_ok if self.options["hflip"] is None else bool(self.options["hflip"])
-        return train_pipeline(self.image_size, self.mean, self.std, flips=flips, seed=self.seed)
+        hflip = self.config.hflip
+        flips = source.flips_ok if hflip is None else bool(hflip)
+        return train_pipeline(self.config.image_size, self.config.mean, self.config.std, flips=flips)
 
     def eval_transform(self) -> Any:
-        return eval_pipeline(self.image_size, self.mean, self.std)
+        return eval_pipeline(self.config.image_size, self.config.mean, self.config.std)
 
     def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, torch.Tensor]:
         label = sample["label"]
@@ -71,16 +84,29 @@ class ClassificationTask(Task):
             raise DataError(f"{where}['label']: {label!r} is not a class index in 0..{self.num_classes - 1}")
         return {"image": pipeline(image=sample["image"])["image"], "label": torch.tensor(int(label))}
 
-    # 3. loss
-    def compute_loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return F.cross_entropy(outputs, batch["label"], label_smoothing=self.options["label_smoothing"])
+    # 3. losses
+    def losses(self, outputs: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """outputs: logits (B, K); batch["label"]: (B,) class indices."""
+        smoothing = self.config.label_smoothing
+        return {"cross_entropy": F.cross_entropy(outputs.float(), batch["label"], label_smoothing=smoothing)}
 
-    # 4. metrics
-    def new_metrics(self) -> ClassificationMetrics:
-        return ClassificationMetrics(self.num_classes)
+    # 4. metrics: torchmetrics, dataset-wide under DDP
+    def new_metrics(self) -> MetricCollection:
+        classes = self.num_classes
+        metrics = {
+            "accuracy": MulticlassAccuracy(classes, average="micro", validate_args=False),
+            "macro_f1": MulticlassF1Score(classes, average="macro", validate_args=False),
+            "confusion": MulticlassConfusionMatrix(classes, validate_args=False),
+        }
+        if classes >= 5:
+            metrics["top5_accuracy"] = MulticlassAccuracy(classes, top_k=5, average="micro", validate_args=False)
+        return MetricCollection(metrics)
+
+    def update_metrics(self, metrics: MetricCollection, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
+        metrics.update(outputs.detach().float(), batch["label"])
 
     # 5. predictions
-    def decode(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
+    def decode(self, outputs: torch.Tensor, sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
         probabilities = outputs.float().softmax(dim=1).cpu().numpy()
         names = self.class_names or [str(i) for i in range(outputs.shape[1])]
         return [
@@ -88,49 +114,12 @@ class ClassificationTask(Task):
             for p in probabilities
         ]
 
-    # 6. plots
-    def task_plots(self, out_dir: Path) -> list[Path]:
+    # 6. figures
+    def figures(self, evaluation: Evaluation, out_dir: Path) -> list[Path]:
         from visionheads.viz.confusion import plot_confusion
 
-        if not isinstance(self.last_evaluation, ClassificationMetrics) or not self.last_evaluation.count:
-            return []
-        matrix = self.last_evaluation.confusion()
+        matrix = evaluation.computed["confusion"].cpu().numpy()
         return [plot_confusion(matrix, self.class_names, out_dir / "confusion_matrix.png")]
-
-
-class ClassificationMetrics:
-    """Collects scores over batches; scikit-learn computes the metrics once at the end."""
-
-    def __init__(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self._scores: list[np.ndarray] = []
-        self._labels: list[np.ndarray] = []
-
-    @property
-    def count(self) -> int:
-        return sum(len(labels) for labels in self._labels)
-
-    def update(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
-        self._scores.append(outputs.detach().float().softmax(dim=1).cpu().numpy())
-        self._labels.append(batch["label"].detach().cpu().numpy())
-
-    def compute(self) -> dict[str, float]:
-        scores, labels = np.concatenate(self._scores), np.concatenate(self._labels)
-        predicted = scores.argmax(axis=1)
-        classes = np.arange(self.num_classes)
-        result = {
-            "accuracy": float(accuracy_score(labels, predicted)),
-            "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
-        }
-        if self.num_classes >= 5:
-            result["top5_accuracy"] = float(top_k_accuracy_score(labels, scores, k=5, labels=classes))
-        return result
-
-    def confusion(self) -> np.ndarray:
-        """Counts (K, K): rows are true classes, columns predicted classes."""
-        labels = np.concatenate(self._labels)
-        predicted = np.concatenate(self._scores).argmax(axis=1)
-        return confusion_matrix(labels, predicted, labels=np.arange(self.num_classes))
 
 
 def _known_labels(dataset: Any) -> np.ndarray | None:

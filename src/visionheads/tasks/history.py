@@ -8,7 +8,7 @@ from pathlib import Path
 
 @dataclass
 class History:
-    """Per-epoch rows like `{"epoch": 0, "train_loss": 0.9, "val_loss": 0.5, "val_accuracy": 0.91}`."""
+    """Per-epoch rows like `{"epoch": 1, "train_loss": 0.9, "val_loss": 0.5, "val_accuracy": 0.91}` (epochs from 1)."""
 
     rows: list[dict[str, float]] = field(default_factory=list)
     run_dir: Path | None = None

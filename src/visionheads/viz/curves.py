@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def plot_history(rows: list[dict[str, float]], path: Path, *, title: str = "training") -> Path:
     """Save loss and metric curves over epochs to `path` (PNG)."""
-    epochs = [row["epoch"] + 1 for row in rows]
+    epochs = [int(row["epoch"]) for row in rows]  # numbered from 1, as everywhere a person reads them
     keys = [key for key in dict.fromkeys(k for row in rows for k in row) if key != "epoch"]
     losses = [key for key in keys if key.endswith("loss")]
     metrics = [key for key in keys if key not in losses]
@@ -22,6 +23,7 @@ def plot_history(rows: list[dict[str, float]], path: Path, *, title: str = "trai
         for key in group:
             axis.plot(epochs, [row.get(key, float("nan")) for row in rows], marker="o", markersize=3, label=key)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend()

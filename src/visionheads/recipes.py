@@ -1,16 +1,17 @@
-"""Recipes: a small YAML of the Task(...) arguments, the fit(...) arguments and the train/val/test data."""
+"""Recipes: a small YAML of the Task(...) arguments, the fit(...) arguments and the train/val/test data; and the
+two-column metric table the command line and recipes print."""
 
 from __future__ import annotations
 
 import copy
-import inspect
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from visionheads.errors import ConfigError
-from visionheads.tasks.base import Task
+from visionheads.tasks import FitSettings, Task
 
 SECTIONS = ("task", "data", "fit")
 DATA_KEYS = ("train", "val", "test")
@@ -60,27 +61,27 @@ def _locate(key: str) -> tuple[str, str]:
         return section, name
     if key in DATA_KEYS:
         return "data", key
-    if key in inspect.signature(Task.fit).parameters:
+    if key in {f.name for f in dataclasses.fields(FitSettings)}:
         return "fit", key
     return "task", key
 
 
 def run_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Task:
-    """Build the task, fit it, evaluate on data.test (printed and kept in history.test_metrics)."""
+    """Build the task, fit it, evaluate on data.test (printed, kept in history.test_metrics, figures redrawn)."""
     recipe = copy.deepcopy(load_recipe(path, overrides))
     task_args = recipe["task"]
     task = Task(task_args.pop("name"), **task_args)
     data = recipe["data"]
     history = task.fit(data["train"], data.get("val"), **recipe["fit"])
     if data.get("test") is not None:
-        metrics = task.evaluate(data["test"])
-        history.test_metrics = metrics
-        tested = task.last_evaluated.description  # e.g. "coco:path.json:cat,dog[:500]" for a COCO dict
-        print(format_metrics(metrics, title=f"test metrics on {tested}"))
+        evaluation = task.evaluation(data["test"])
+        history.test_metrics = evaluation.metrics
+        tested = evaluation.source.description  # e.g. "coco:path.json:cat,dog[:500]" for a COCO dict
+        print(format_metrics(evaluation.metrics, title=f"test metrics on {tested}"))
         if history.run_dir is not None:
-            (history.run_dir / "test_metrics.yaml").write_text(yaml.safe_dump({"data": tested, **metrics}))
+            (history.run_dir / "test_metrics.yaml").write_text(yaml.safe_dump({"data": tested, **evaluation.metrics}))
             if recipe["fit"].get("plots", True):
-                task.plot(history.run_dir)  # the task's figures now show the test data
+                task.plot(history.run_dir, data=evaluation)  # the task's figures show the test data
     return task
 
 

@@ -1,0 +1,63 @@
+"""The catalogue of built-in datasets: `Source` (a resolved dataset), registration, and `name:args[slice]` specs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch.utils.data import Dataset, Subset
+
+from visionheads._registry import Registry
+from visionheads.errors import DataError
+
+
+@dataclass
+class Source:
+    """A resolved dataset with what the tasks need to know about it."""
+
+    dataset: Dataset
+    description: str
+    class_names: list[str] | None = None
+    flips_ok: bool = True  # False for data whose meaning a mirror changes (digits)
+    val: str | None = None  # the matching validation split of a built-in dataset
+
+
+BuiltinBuilder = Callable[[list[str], int], Source]  # (arguments after the name, channels) -> Source
+_BUILTINS: Registry[BuiltinBuilder] = Registry("dataset", "visionheads.data.list_datasets() shows all")
+_SLICE = re.compile(r"^(?P<spec>.*?)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
+
+
+def register_dataset(name: str, build: BuiltinBuilder) -> None:
+    """Register a built-in dataset: `build(args, channels)` gets the ':'-separated arguments after the name."""
+    _BUILTINS.register(name, build)
+
+
+def list_datasets() -> list[str]:
+    """Names of the built-in datasets."""
+    return _BUILTINS.names()
+
+
+def resolve_builtin(spec: str, channels: int) -> Source:
+    """`"digits:test"`, `"digits[:500]"` or `"mnist:ROOT:test[:5000]"` to a Source."""
+    sliced = _SLICE.match(spec)
+    text = sliced.group("spec") if sliced else spec
+    name, *args = text.split(":")
+    source = _BUILTINS.get(name)(args, channels)
+    if sliced:
+        start = int(sliced.group("start")) if sliced.group("start") else None
+        stop = int(sliced.group("stop")) if sliced.group("stop") else None
+        indices = range(len(source.dataset))[start:stop]
+        if not indices:
+            raise DataError(f"{spec}: the slice selects no samples out of {len(source.dataset)}")
+        source.dataset = Subset(source.dataset, list(indices))
+        source.description = spec
+    return source
+
+
+def is_builtin(spec: object) -> bool:
+    """True when `spec` is a string naming a built-in dataset (not a path)."""
+    if not isinstance(spec, str):
+        return False
+    sliced = _SLICE.match(spec)
+    return (sliced.group("spec") if sliced else spec).split(":")[0] in _BUILTINS

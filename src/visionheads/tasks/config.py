@@ -1,0 +1,133 @@
+"""A task's arguments as one frozen dataclass: what `Task(...)` takes, what `task.config` shows, what checkpoints hold.
+
+Each task extends `TaskConfig` with its own fields; head options sit with the head (the keyword-only parameters of
+its builder) and are kept under `head_options`. `resolve_config` turns the user's arguments into a complete config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from visionheads.backbones import Backbone
+from visionheads.errors import ConfigError
+
+HeadBuilder = Callable[..., Any]  # (in_channels, strides, out_features, **head options) -> nn.Module
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Arguments shared by every task; a checkpoint stores exactly these (plus the task's own fields)."""
+
+    backbone: str = "simple_cnn"
+    head: str = ""  # "" means the task's default head
+    in_chans: int = 3
+    image_size: int | None = None  # None means the backbone's native input size
+    num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
+    seed: int = 0
+    mean: tuple[float, ...] | None = None  # None means what the backbone's weights expect
+    std: tuple[float, ...] | None = None
+    pretrained: str | None = None  # where the body's starting weights came from (a tag or a file): a record only
+    head_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.class_names is not None:  # class names fix the number of classes
+            names = tuple(str(name) for name in self.class_names)
+            if self.num_classes is not None and self.num_classes != len(names):
+                raise ConfigError(f"{len(names)} class_names given but num_classes={self.num_classes}")
+            object.__setattr__(self, "class_names", names)
+            object.__setattr__(self, "num_classes", len(names))
+
+    def arguments(self) -> dict[str, Any]:
+        """The config as plain data (lists, dicts, numbers, strings): YAML, hparams and checkpoints hold this."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def head_option_defaults(build: HeadBuilder) -> dict[str, Any]:
+    """The options a head builder takes (its keyword-only parameters) with their defaults."""
+    parameters = inspect.signature(build).parameters.values()
+    return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def resolve_config(
+    config_type: type[TaskConfig],
+    *,
+    task: str,
+    heads: Mapping[str, HeadBuilder],
+    default_head: str,
+    body: Backbone,
+    weights: str | Path | None,
+    arguments: dict[str, Any],
+) -> TaskConfig:
+    """The complete config of a task from the user's arguments; unknown names raise with the valid ones."""
+    arguments = dict(arguments)
+    names = {f.name for f in dataclasses.fields(config_type)}
+    head = arguments.get("head") or default_head
+    if head not in heads:
+        raise ConfigError(f"unknown head {head!r} for task {task!r}; valid: {sorted(heads)} (list_heads())")
+    head_defaults = head_option_defaults(heads[head])
+    head_options = dict(arguments.pop("head_options", None) or {})
+    for key in [key for key in arguments if key not in names]:
+        if key not in head_defaults:
+            raise ConfigError(_unknown_option(task, key, names, head, head_defaults, heads))
+        head_options[key] = arguments.pop(key)
+    for key in head_options:
+        if key not in head_defaults:
+            raise ConfigError(_unknown_option(task, key, names, head, head_defaults, heads))
+    image_size = int(arguments.get("image_size") or body.input_size)
+    if image_size < body.min_input_size:
+        raise ConfigError(
+            f"image_size={image_size} is below what backbone {body.name!r} accepts ({body.min_input_size}); "
+            "raise image_size"
+        )
+    arguments |= {
+        "backbone": body.name,
+        "head": head,
+        "in_chans": body.in_chans,
+        "image_size": image_size,
+        "mean": tuple(float(v) for v in arguments.get("mean") or body.mean),
+        "std": tuple(float(v) for v in arguments.get("std") or body.std),
+        "pretrained": _provenance(weights, body) if weights is not None else arguments.get("pretrained"),
+        "head_options": head_defaults | head_options,
+    }
+    try:
+        return config_type(**arguments)
+    except TypeError as error:  # a field of the wrong kind, reported by a task's __post_init__ or dataclasses
+        raise ConfigError(f"task {task!r}: {error}") from error
+
+
+def _provenance(weights: str | Path, body: Backbone) -> str:
+    # A tag the registry knows is recorded as the tag (e.g. "imagenet"); anything else is the file it came from.
+    if isinstance(weights, str) and body.weights is not None and weights == body.weights.tag:
+        return weights
+    return str(Path(weights).expanduser())
+
+
+def _unknown_option(
+    task: str, key: str, names: set[str], head: str, head_defaults: dict[str, Any], heads: Mapping[str, HeadBuilder]
+) -> str:
+    valid = sorted((names - {"head_options"}) | set(head_defaults))
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    elsewhere = [name for name, build in heads.items() if name != head and key in head_option_defaults(build)]
+    if elsewhere:
+        hint += f"(an option of head {elsewhere[0]!r}, not of {head!r}) "
+    head_names = ", ".join(sorted(head_defaults)) or "none"
+    return (
+        f"task {task!r} has no option {key!r}; {hint}task options: {', '.join(sorted(names - {'head_options'}))}; "
+        f"options of head {head!r}: {head_names}"
+    )

@@ -1,0 +1,193 @@
+"""One training run: `FitSettings` (every argument of `Task.fit`, declared once) and the driver that runs it.
+
+The driver resolves the data, makes the run folder, builds the Trainer, resumes, and restores the best epoch, using
+only the public methods of a task (the `Fittable` protocol below); the task itself owns the steps and the optimiser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import lightning as L
+import yaml
+
+from visionheads.data.catalog import Source
+from visionheads.engine import BEST_WEIGHTS, RESUME_CHECKPOINT, build_trainer, new_run_dir, quiet_lightning
+from visionheads.errors import ConfigError
+from visionheads.tasks.history import History
+
+STRATEGIES = ("auto", "scratch", "features", "freeze", "finetune")
+FINETUNE_BODY_LR_SCALE = 0.1  # pretrained bodies move slower than fresh heads (Keras / timm fine-tuning practice)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How a task's configure_optimizers trains; fit sets it, and its defaults serve a Trainer users bring."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    strategy: str = "scratch"  # scratch | features | freeze | finetune
+    freeze_epochs: int = 0  # finetune: epochs with the body frozen before it trains at body_lr_scale * lr
+    body_lr_scale: float = FINETUNE_BODY_LR_SCALE
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """The arguments of `Task.fit` after the data; any other `lightning.Trainer` argument goes to `trainer`."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    strategy: str = "auto"  # auto: finetune for pretrained weights, else scratch
+    patience: int | None = None  # early stopping after this many epochs without improvement of the monitor
+    accelerator: str = "auto"  # auto: gpu when CUDA is present, else cpu
+    devices: int | str | list[int] = "auto"
+    precision: str | int = "auto"  # auto: bf16 (or fp16) mixed on GPUs, float32 on the CPU
+    distributed: str = "auto"  # Lightning's strategy, e.g. "ddp"
+    num_workers: int | None = None  # DataLoader workers; None: chosen from the machine
+    project: str | Path = "runs"  # runs/<task>/<name>
+    name: str | None = None  # the run folder's name; None: a timestamp
+    plots: bool = True
+    progress: bool | None = None  # a progress bar (default: when stderr is a terminal), else one line per epoch
+    resume: str | Path | None = None  # the run folder (or last.ckpt) of an interrupted fit to continue
+    callbacks: tuple[L.Callback, ...] = ()
+    trainer: dict[str, Any] = field(default_factory=dict)  # further lightning.Trainer arguments
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}; use one of {STRATEGIES}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise ConfigError(f"lr must be a number > 0, got {self.lr!r}")
+
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> FitSettings:
+        """Settings from fit's keyword arguments: our fields, then Trainer arguments; anything else raises."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"trainer"}
+        trainer_names = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+        ours = {key: value for key, value in arguments.items() if key in names}
+        passed = {key: value for key, value in arguments.items() if key not in names and key in trainer_names}
+        unknown = sorted(set(arguments) - set(ours) - set(passed))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(names | trainer_names), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"fit has no argument {unknown[0]!r}{hint} (fit takes {', '.join(sorted(names))})")
+        if "callbacks" in ours:
+            ours["callbacks"] = tuple(ours["callbacks"] or ())
+        return cls(**ours, trainer=passed)
+
+    def record(self) -> dict[str, Any]:
+        """The settings as plain data, for the run's config.yaml."""
+        skipped = ("callbacks", "trainer")
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skipped}
+        return {key: str(value) if isinstance(value, Path) else value for key, value in values.items()}
+
+
+class Fittable(Protocol):
+    """What the driver uses of a task: its public surface only."""
+
+    name: str
+    monitor: tuple[str, str]
+    plan: TrainingPlan
+    history: History | None
+
+    @property
+    def config(self) -> Any: ...
+
+    def source(self, data: Any, *, fitting: bool = False) -> Source: ...
+
+    def data_loader(self, data: Any, *, train: bool, batch_size: int = 32, num_workers: int | None = None) -> Any: ...
+
+    def feature_loader(self, source: Source, *, train: bool, batch_size: int = 32) -> Any: ...
+
+    def load_weights(self, path: str | Path) -> None: ...
+
+    def plot(self, out_dir: Any = None, data: Any = None, *, history: History | None = None) -> list[Path]: ...
+
+
+def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> History:
+    """Train `task` as `settings` say and return the History; see Task.fit."""
+    checkpoint = resume_checkpoint(settings.resume) if settings.resume else None
+    L.seed_everything(task.config.seed, verbose=False)  # dropout and the like; a resumed fit restores its own state
+    train_source = task.source(train, fitting=True)
+    if val is None and train_source.val and train_source.description.endswith(":train"):
+        val = train_source.val
+    val_source = task.source(val) if val is not None and val is not False else None
+    strategy = settings.strategy
+    if strategy == "auto":
+        strategy = "finetune" if task.config.pretrained else "scratch"
+    freeze_epochs = max(1, settings.epochs // 5) if strategy == "finetune" and settings.epochs > 1 else 0
+    task.plan = TrainingPlan(lr=settings.lr, weight_decay=settings.weight_decay, strategy=strategy,
+                             freeze_epochs=freeze_epochs)  # fmt: skip
+    if strategy == "features":
+        loaders = [task.feature_loader(s, train=s is train_source, batch_size=settings.batch_size)
+                   for s in (train_source, val_source) if s is not None]  # fmt: skip
+    else:
+        loaders = [task.data_loader(s, train=s is train_source, batch_size=settings.batch_size,
+                                    num_workers=settings.num_workers)
+                   for s in (train_source, val_source) if s is not None]  # fmt: skip
+    run_dir = checkpoint.parent if checkpoint is not None else new_run_dir(settings.project, task.name, settings.name)
+    if checkpoint is None:
+        data = {"train": train_source.description, "val": val_source.description if val_source else None}
+        record = {"task": {"name": task.name, **task.config.arguments()}, "fit": settings.record() | data}
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    monitor, mode = task.monitor if val_source is not None else ("train_loss", "min")
+    trainer, recorded, checkpoints = build_trainer(
+        run_dir=run_dir, epochs=settings.epochs, monitor=monitor, mode=mode, accelerator=settings.accelerator,
+        devices=settings.devices, precision=settings.precision, distributed=settings.distributed,
+        patience=settings.patience, callbacks=list(settings.callbacks), progress=settings.progress, **settings.trainer,
+    )  # fmt: skip
+    if checkpoint is not None:
+        print(f"resuming from {checkpoint}", file=sys.stderr)
+    try:
+        with quiet_lightning():
+            # weights_only: a checkpoint file is data, never code (optimizer, loops and history are plain values).
+            trainer.fit(task, *loaders, ckpt_path=checkpoint, weights_only=True)
+    except RuntimeError as error:
+        if checkpoint is not None and "state_dict" in str(error):
+            raise ConfigError(f"{checkpoint}: the checkpoint does not fit this task's model ({error})") from error
+        _say_how_to_resume(run_dir)
+        raise
+    except BaseException:  # Ctrl-C arrives as SystemExit from Lightning's graceful shutdown
+        _say_how_to_resume(run_dir)
+        raise
+    rows = recorded.rows
+    if val_source is not None and checkpoints.best_epoch not in (None, rows[-1]["epoch"]):
+        task.load_weights(run_dir / BEST_WEIGHTS)  # keep the best validated epoch, as Keras' restore_best_weights
+    task.history = History(list(rows), run_dir, checkpoints.best_epoch, monitor)
+    if trainer.is_global_zero:
+        if settings.plots:
+            task.plot(run_dir, data=val_source, history=task.history)
+        print(f"results saved to {run_dir}", file=sys.stderr)
+    return task.history
+
+
+def resume_checkpoint(resume: str | Path) -> Path:
+    """The last.ckpt of a run folder (or the file itself); ConfigError naming what is missing."""
+    path = Path(resume).expanduser()
+    checkpoint = path / RESUME_CHECKPOINT if path.is_dir() else path
+    if not checkpoint.is_file():
+        raise ConfigError(
+            f"resume={str(resume)!r}: no {RESUME_CHECKPOINT} there; pass the run folder of an interrupted fit "
+            f"(it holds {RESUME_CHECKPOINT}, written after every epoch) or that file itself"
+        )
+    return checkpoint
+
+
+def _say_how_to_resume(run_dir: Path) -> None:
+    if (run_dir / RESUME_CHECKPOINT).is_file():
+        print(
+            f"fit stopped; {run_dir} keeps every finished epoch. Continue with fit(..., resume={str(run_dir)!r}) "
+            f"or `visionheads fit RECIPE resume={run_dir}`",
+            file=sys.stderr,
+        )

@@ -1,0 +1,102 @@
+"""The task layer's contract: one config as the single source of a task's arguments, checkpoints with a format
+version, parameter groups by identity, fit's arguments declared once, and a model that exports without a Trainer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import visionheads as vh
+from visionheads.tasks.checkpoint import read_task_file
+
+
+def _segmenter() -> vh.Task:
+    return vh.Task("segmentation", backbone="lenet5", head="fpn", num_classes=3, pyramid_channels=32, image_size=32)
+
+
+def test_the_config_rebuilds_the_task_and_is_what_checkpoints_hold(tmp_path):
+    task = _segmenter()
+    config = task.config
+    assert dataclasses.is_dataclass(config) and config.head_options["pyramid_channels"] == 32
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.num_classes = 4  # type: ignore[misc]
+    rebuilt = vh.Task("segmentation", **config.arguments())
+    assert rebuilt.config == config
+    assert dict(task.hparams) == {"name": "segmentation", **config.arguments()}
+    saved = read_task_file(task.save(tmp_path / "seg.pt"))
+    assert saved.task == "segmentation" and saved.arguments == config.arguments() and saved.version == 2
+
+
+def test_a_version_1_checkpoint_still_loads(tmp_path):
+    task = vh.Task("classification", backbone="lenet5", num_classes=3, image_size=32)
+    state = {key.replace("model.body.", "backbone.").replace("model.head.", "head."): value
+             for key, value in task.state_dict().items()}  # fmt: skip
+    options = {"dropout": 0.0, "hidden": 256, "pool_size": 1, "label_smoothing": 0.0, "hflip": None}  # every head's
+    config = {"task": "classification", "backbone": "lenet5", "head": "linear", "in_chans": 3, "image_size": 32,
+              "num_classes": 3, "class_names": ["a", "b", "c"], "seed": 0, "mean": [0.5] * 3, "std": [0.5] * 3,
+              "options": options}  # fmt: skip
+    torch.save({"format": "visionheads-task", "version": 1, "config": config, "state_dict": state}, tmp_path / "v1.pt")
+    loaded = vh.Task.load(tmp_path / "v1.pt")
+    assert loaded.class_names == ["a", "b", "c"]
+    images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    expected = np.stack([r["probs"] for r in task.predict(images)])
+    np.testing.assert_allclose(np.stack([r["probs"] for r in loaded.predict(images)]), expected, atol=1e-6)
+
+
+def test_a_newer_checkpoint_or_another_task_is_refused_clearly(tmp_path):
+    task = vh.Task("classification", backbone="lenet5", num_classes=3)
+    payload = torch.load(task.save(tmp_path / "model.pt"), weights_only=True)
+    payload["visionheads"]["version"] = 99
+    torch.save(payload, tmp_path / "future.pt")
+    with pytest.raises(vh.ConfigError, match="format 99 is newer than this visionheads reads"):
+        vh.Task.load(tmp_path / "future.pt")
+    segmenter = _segmenter()
+    with pytest.raises(vh.ConfigError, match="a classification checkpoint, given to a segmentation task"):
+        segmenter.load_weights(tmp_path / "model.pt")
+
+
+def test_parameter_groups_hold_the_body_then_everything_else_once():
+    task = _segmenter()
+    task.plan = dataclasses.replace(task.plan, strategy="finetune")
+    body, rest = task.parameter_groups()
+    assert {id(p) for p in body["params"]} == {id(p) for p in task.backbone.parameters()}
+    grouped = [id(p) for group in (body, rest) for p in group["params"]]
+    assert len(grouped) == len(set(grouped)) == len(list(task.parameters()))  # each parameter in exactly one group
+    assert body["lr"] == pytest.approx(0.1 * rest["lr"])
+    task.plan = dataclasses.replace(task.plan, strategy="freeze")
+    (head,) = task.parameter_groups()
+    assert {id(p) for p in head["params"]} == {id(p) for p in task.head.parameters()}
+
+
+def test_the_model_traces_and_exports_without_a_trainer():
+    task = vh.Task("classification", backbone="simple_cnn", num_classes=4, image_size=32).eval()
+    images = torch.randn(2, 3, 32, 32)
+    expected = task(images)
+    torch.testing.assert_close(torch.jit.trace(task, images)(images), expected)
+    exported = torch.export.export(task, (images,))
+    torch.testing.assert_close(exported.module()(images), expected)
+
+
+def test_fit_arguments_are_checked_with_suggestions_and_trainer_arguments_pass_through():
+    task = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16)
+    with pytest.raises(vh.ConfigError, match="fit has no argument 'epocs'; did you mean 'epochs'"):
+        task.fit("digits[:64]", epocs=3)
+    with pytest.raises(vh.ConfigError, match="epochs must be a whole number >= 1"):
+        task.fit("digits[:64]", epochs=0)
+    history = task.fit("digits[:64]", val=False, epochs=2, batch_size=16, limit_train_batches=2, plots=False)
+    assert [row["epoch"] for row in history.rows] == [1, 2]  # limit_train_batches reached lightning.Trainer
+
+
+def test_building_a_task_leaves_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = vh.Task("classification", backbone="lenet5", num_classes=3, seed=5)
+    assert torch.equal(torch.rand(3), expected)
+    second = vh.Task("classification", backbone="lenet5", num_classes=3, seed=5)
+    assert all(
+        torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True)
+    )
