@@ -33,14 +33,14 @@ def test_gpu_gets_mixed_precision(monkeypatch):
     assert resolve_precision("32-true", "gpu") == "32-true"  # an explicit choice wins
 
 
-def test_trainer_keeps_history_and_checkpoints_with_our_callbacks(tmp_path):
-    trainer, history, checkpoints = build_trainer(run_dir=tmp_path, epochs=3, monitor="val_loss", mode="min",
-                                                  patience=2, progress=False)  # fmt: skip
+def test_trainer_records_the_run_with_our_checkpoint_callback(tmp_path):
+    trainer, record = build_trainer(run_dir=tmp_path, epochs=3, monitor="val_loss", mode="min", patience=2,
+                                    progress=False)  # fmt: skip
     names = [type(c).__name__ for c in trainer.callbacks]
     assert "EarlyStopping" in names and "ModelCheckpoint" not in names
-    assert trainer.checkpoint_callback is checkpoints and history in trainer.callbacks
-    assert names.index("RecordHistory") < names.index("RunCheckpoints")  # rows exist before saving
-    assert trainer.max_epochs == 3 and checkpoints.monitor == "val_loss" and history.print_lines
+    assert trainer.checkpoint_callback is record  # Lightning runs it last: after the task's and early stopping's hooks
+    assert names.index("EarlyStopping") < names.index("RunRecord")
+    assert trainer.max_epochs == 3 and record.monitor == "val_loss" and record.print_lines
 
 
 def test_epoch_line_keeps_long_rows_readable():

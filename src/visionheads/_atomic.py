@@ -30,14 +30,3 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> P
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
-
-
-def copy_atomically(source: str | Path, path: str | Path) -> Path:
-    """Copy `source` to `path` with the same guarantee as `write_atomically`."""
-    with open(source, "rb") as original:
-        return write_atomically(path, lambda file: _copy(original, file))
-
-
-def _copy(source: BinaryIO, target: BinaryIO) -> None:
-    while chunk := source.read(1 << 20):
-        target.write(chunk)

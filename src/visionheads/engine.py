@@ -27,8 +27,9 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
-from visionheads._atomic import copy_atomically, write_atomically
+from visionheads._atomic import write_atomically
 from visionheads.errors import ConfigError
 
 RESUME_CHECKPOINT = "last.ckpt"  # the whole training state of a run, for fit(resume=...)
@@ -102,14 +103,27 @@ def epoch_line(row: dict[str, float], total_epochs: int, seconds: float | None =
     return f"epoch {int(row['epoch'])}/{total_epochs}  {'  '.join(values)}{timing}"
 
 
-class RecordHistory(Callback):
-    """One row per finished epoch (numbered from 1) of the epoch-level `train_*`/`val_*` values: kept in `rows`,
-    sent to the loggers as one line (metrics.csv), printed as one line where no progress bar is shown."""
+class RunRecord(Checkpoint):
+    """What a fit leaves in its run folder. After every epoch: one History row (epochs from 1) of the epoch's
+    `train_*`/`val_*` values, kept in `rows`, written to the loggers (one line of metrics.csv) and printed where no
+    progress bar is shown; last.ckpt, the whole training state (for fit(resume=...) and Task.load); best.pt
+    (weights and config) when a validation `monitor` improves. When training ends: last.pt (weights and config),
+    and best.pt too where nothing was validated.
 
-    def __init__(self, total_epochs: int, *, print_lines: bool) -> None:
+    As a `Checkpoint`, it runs after the task's own epoch-end hook (which logs the train_* means) and after early
+    stopping, so the state it saves holds the epoch's row and counters. The files are written by a background thread
+    (`checkpoint_io` below) from copies of the tensors taken here, each through a temporary file and a rename.
+    """
+
+    def __init__(self, run_dir: Path, monitor: str, mode: str, *, total_epochs: int, print_lines: bool) -> None:
+        self.run_dir = run_dir
+        self.monitor = monitor
+        self.mode = mode
         self.total_epochs = total_epochs
         self.print_lines = print_lines
         self.rows: list[dict[str, float]] = []
+        self.best: float | None = None
+        self.best_epoch: int | None = None
         self._start = 0.0
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -130,12 +144,32 @@ class RecordHistory(Callback):
         _log_row(trainer, row)
         if self.print_lines and trainer.is_global_zero:
             print(epoch_line(row, self.total_epochs, time.perf_counter() - self._start), flush=True)
+        value = row.get(self.monitor)
+        improved = value is not None and improves(value, self.best, self.mode)
+        if improved:
+            self.best, self.best_epoch = value, int(row["epoch"])
+        # Every rank takes part in save_checkpoint (a sharded strategy gathers state); rank 0 writes.
+        trainer.save_checkpoint(self.run_dir / RESUME_CHECKPOINT, weights_only=False)
+        if improved and self.validated:
+            trainer.save_checkpoint(self.run_dir / BEST_WEIGHTS, weights_only=True)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # Per epoch, last.ckpt already holds these weights; a file of weights alone is written once, at the end.
+        trainer.save_checkpoint(self.run_dir / LAST_WEIGHTS, weights_only=True)
+        if not self.validated:
+            trainer.save_checkpoint(self.run_dir / BEST_WEIGHTS, weights_only=True)
+
+    @property
+    def validated(self) -> bool:
+        """Whether the monitor is a validation value (else best.pt is the last epoch's weights)."""
+        return self.monitor.startswith("val_")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rows": [dict(row) for row in self.rows]}
+        return {"rows": [dict(row) for row in self.rows], "best": self.best, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = [dict(row) for row in state_dict["rows"]]
+        self.best, self.best_epoch = state_dict["best"], state_dict["best_epoch"]
 
 
 def _log_row(trainer: L.Trainer, row: dict[str, float]) -> None:
@@ -149,44 +183,17 @@ def improves(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
 
 
-class RunCheckpoints(Checkpoint):
-    """After every epoch: last.ckpt (the whole training state, for fit(resume=...)) and last.pt (weights and
-    config, for Task.load); best.pt, a copy of last.pt, when `monitor` improves. Every file is replaced atomically.
-
-    A `Checkpoint` runs after the other callbacks of an epoch's end, so the history row and the early-stopping
-    counter of the epoch are in the state it saves.
-    """
-
-    def __init__(self, run_dir: Path, monitor: str, mode: str) -> None:
-        self.run_dir = run_dir
-        self.monitor = monitor
-        self.mode = mode
-        self.best: float | None = None
-        self.best_epoch: int | None = None
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        value = trainer.callback_metrics.get(self.monitor)
-        improved = value is not None and improves(float(value), self.best, self.mode)
-        if improved:
-            self.best, self.best_epoch = float(value), trainer.current_epoch + 1
-        # Every rank takes part in save_checkpoint (a sharded strategy gathers state); rank 0 writes.
-        trainer.save_checkpoint(self.run_dir / RESUME_CHECKPOINT, weights_only=False)
-        trainer.save_checkpoint(self.run_dir / LAST_WEIGHTS, weights_only=True)
-        if improved and trainer.is_global_zero:  # the same weights: a copy is cheaper than serialising again
-            copy_atomically(self.run_dir / LAST_WEIGHTS, self.run_dir / BEST_WEIGHTS)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best, self.best_epoch = state_dict["best"], state_dict["best_epoch"]
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's torch.save checkpoint IO, writing through a temporary file beside the target and a rename."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         write_atomically(path, lambda file: torch.save(checkpoint, file))
+
+
+def checkpoint_io() -> AsyncCheckpointIO:
+    """Atomic writes in a background thread: training goes on while an epoch's checkpoints reach the disk
+    (Lightning clones the tensors first, and waits for the writes when the fit ends or fails)."""
+    return AsyncCheckpointIO(AtomicCheckpointIO())
 
 
 def run_loggers(run_dir: Path) -> list:
@@ -213,16 +220,15 @@ def build_trainer(
     callbacks: list[Callback] | None = None,
     progress: bool | None = None,
     **trainer_kwargs: Any,
-) -> tuple[L.Trainer, RecordHistory, RunCheckpoints]:
-    """The Trainer of Task.fit, with the callbacks that keep its history and its checkpoints."""
+) -> tuple[L.Trainer, RunRecord]:
+    """The Trainer of Task.fit, and the callback that records its history and writes its checkpoints."""
     accelerator = resolve_accelerator(accelerator, devices)
     if devices == "cpu":
         devices = "auto"
     if progress is None:
         progress = sys.stderr.isatty()
-    history = RecordHistory(epochs, print_lines=not progress)
-    checkpoints = RunCheckpoints(run_dir, monitor, mode)
-    all_callbacks: list[Callback] = [history, checkpoints, *(callbacks or [])]
+    record = RunRecord(run_dir, monitor, mode, total_epochs=epochs, print_lines=not progress)
+    all_callbacks: list[Callback] = [record, *(callbacks or [])]
     if progress:
         all_callbacks.append(TQDMProgressBar(leave=True))  # a kept bar per epoch, with its validation metrics
     if patience is not None:
@@ -239,7 +245,7 @@ def build_trainer(
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=1,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[checkpoint_io()],
         **trainer_kwargs,
     )
     print(
@@ -247,7 +253,7 @@ def build_trainer(
         f"for {epochs} epoch(s); run folder {run_dir}",
         file=sys.stderr,
     )
-    return trainer, history, checkpoints
+    return trainer, record
 
 
 def build_evaluator(

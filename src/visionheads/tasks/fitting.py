@@ -142,7 +142,7 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
         record = {"task": {"name": task.name, **task.config.arguments()}, "fit": settings.record() | data}
         (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
     monitor, mode = task.monitor if val_source is not None else ("train_loss", "min")
-    trainer, recorded, checkpoints = build_trainer(
+    trainer, record = build_trainer(
         run_dir=run_dir, epochs=settings.epochs, monitor=monitor, mode=mode, accelerator=settings.accelerator,
         devices=settings.devices, precision=settings.precision, distributed=settings.distributed,
         patience=settings.patience, callbacks=list(settings.callbacks), progress=settings.progress, **settings.trainer,
@@ -161,10 +161,10 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
     except BaseException:  # Ctrl-C arrives as SystemExit from Lightning's graceful shutdown
         _say_how_to_resume(run_dir)
         raise
-    rows = recorded.rows
-    if val_source is not None and checkpoints.best_epoch not in (None, rows[-1]["epoch"]):
+    rows = record.rows
+    if val_source is not None and record.best_epoch not in (None, rows[-1]["epoch"]):
         task.load_weights(run_dir / BEST_WEIGHTS)  # keep the best validated epoch, as Keras' restore_best_weights
-    task.history = History(list(rows), run_dir, checkpoints.best_epoch, monitor)
+    task.history = History(list(rows), run_dir, record.best_epoch, monitor)
     if trainer.is_global_zero:
         if settings.plots:
             task.plot(run_dir, data=val_source, history=task.history)
