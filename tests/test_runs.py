@@ -15,7 +15,7 @@ import visionheads as vh
 from visionheads.tasks.checkpoint import read_task_file
 
 FIT = {"train": "digits:train[:256]", "val": "digits:val[:64]", "epochs": 4, "batch_size": 32, "lr": 3e-3}
-FIT |= {"plots": False, "progress": False}
+FIT |= {"plots": False, "progress": False, "checkpoint_every": 0}  # every epoch's state saved, whatever its length
 STEPS_PER_EPOCH = 256 // 32
 
 
@@ -75,6 +75,8 @@ def test_a_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one():
     expected, got = uninterrupted.state_dict(), resumed.state_dict()
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[key], got[key]) for key in expected)
+    # Without validation, "best" is the last epoch, and best.pt says so.
+    assert resumed.history.best_epoch == 3 and read_task_file("runs/classification/cut/best.pt").epoch == 3
 
 
 def test_fit_keeps_the_best_epoch_and_the_files_hold_the_epochs_they_claim():
@@ -122,6 +124,24 @@ def test_features_strategy_writes_the_same_run_folder_and_resumes():
     assert [row["epoch"] for row in _csv_rows(run / "metrics.csv")] == [1, 2, 3, 4, 5, 6]
     assert read_task_file(run / "last.pt").epoch == 6 and read_task_file(run / "last.ckpt").epoch == 6
     assert all(torch.equal(v, task.backbone.state_dict()[k]) for k, v in body_before.items())  # the body is frozen
+
+
+class SeeResumeFile(L.Callback):
+    """Notes, as each epoch starts, whether last.ckpt exists yet."""
+
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.seen.append((Path(trainer.default_root_dir) / "last.ckpt").is_file())
+
+
+def test_short_epochs_save_the_training_state_at_most_every_interval_and_at_the_end():
+    seen = SeeResumeFile()
+    history = _task().fit(**FIT | {"checkpoint_every": 3600}, callbacks=[seen])
+    assert seen.seen == [False, False, False, False]  # 4 sub-second epochs: no save before the interval ...
+    assert read_task_file(history.run_dir / "last.ckpt").epoch == 4  # ... but always after the last epoch
+    # (checkpoint_every=0 saves after every epoch: the crash tests above resume from the epoch before the crash)
 
 
 class ReadMetricsFile(L.Callback):

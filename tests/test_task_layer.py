@@ -100,3 +100,16 @@ def test_building_a_task_leaves_the_global_random_state_alone():
     assert all(
         torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True)
     )
+
+
+def test_a_task_trains_under_a_trainer_the_user_brings():
+    import lightning as L
+
+    task = vh.Task("segmentation", backbone="lenet5", num_classes=4, image_size=32)
+    train = task.data_loader("shapes[:16]", train=True, batch_size=8)
+    val = task.data_loader("shapes:val[:8]", train=False, batch_size=8)
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(task, train, val)
+    assert {"train_loss", "train_loss_cross_entropy", "val_loss", "val_miou"} <= set(trainer.callback_metrics)
+    assert trainer.global_step == 2 * 2

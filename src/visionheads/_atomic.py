@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Call `write(file)` on a temporary file beside `path`, flush it to disk, then rename it over `path`.
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], object], *, durable: bool = True) -> Path:
+    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`.
 
     The temporary file sits in the same folder, so the rename never crosses file systems (which would copy).
+    `durable` forces the bytes to the disk before the rename (fsync, ~20 ms for 14 MB here); without it a crashed
+    process still leaves the old file or the new one, and ext4, XFS and btrfs flush a file renamed over another
+    before the rename itself is committed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -21,7 +24,8 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> P
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file

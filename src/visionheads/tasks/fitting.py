@@ -57,6 +57,7 @@ class FitSettings:
     plots: bool = True
     progress: bool | None = None  # a progress bar (default: when stderr is a terminal), else one line per epoch
     resume: str | Path | None = None  # the run folder (or last.ckpt) of an interrupted fit to continue
+    checkpoint_every: float = 10.0  # seconds of training between two saves of last.ckpt (0: after every epoch)
     callbacks: tuple[L.Callback, ...] = ()
     trainer: dict[str, Any] = field(default_factory=dict)  # further lightning.Trainer arguments
 
@@ -69,6 +70,8 @@ class FitSettings:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise ConfigError(f"lr must be a number > 0, got {self.lr!r}")
+        if not isinstance(self.checkpoint_every, (int, float)) or self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every must be a number of seconds >= 0, got {self.checkpoint_every!r}")
 
     @classmethod
     def from_arguments(cls, arguments: dict[str, Any]) -> FitSettings:
@@ -145,7 +148,8 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
     trainer, record = build_trainer(
         run_dir=run_dir, epochs=settings.epochs, monitor=monitor, mode=mode, accelerator=settings.accelerator,
         devices=settings.devices, precision=settings.precision, distributed=settings.distributed,
-        patience=settings.patience, callbacks=list(settings.callbacks), progress=settings.progress, **settings.trainer,
+        patience=settings.patience, callbacks=list(settings.callbacks), progress=settings.progress,
+        checkpoint_every=settings.checkpoint_every, **settings.trainer,
     )  # fmt: skip
     if checkpoint is not None:
         print(f"resuming from {checkpoint}", file=sys.stderr)
