@@ -46,7 +46,7 @@ def test_fit_recipe_with_overrides_prints_test_metrics(tmp_path, capsys):
     assert "seven.png: {'label':" in capsys.readouterr().out
 
 
-def test_from_recipe_in_python_matches_the_cli(tmp_path):
+def test_run_recipe_in_python_matches_the_cli(tmp_path):
     task = vh.run_recipe(_tiny_recipe(tmp_path), {"epochs": 1, "name": "py"})
     assert set(task.history.test_metrics) == {"loss", "accuracy", "macro_f1", "top5_accuracy"}
     assert task.history.run_dir.name == "py" and len(task.history.rows) == 1

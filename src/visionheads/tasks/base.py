@@ -576,13 +576,13 @@ class Task(L.LightningModule):
         saved = read_task_file(path)
         arguments = saved.arguments
         if saved.version == 1:
-            arguments = task_class(saved.task).version_1_arguments(arguments)
+            arguments = task_class(saved.task)._version_1_arguments(arguments)
         task = Task(saved.task, **arguments)
         task._load_state(saved.state_dict, path)
         return task.eval()
 
     @classmethod
-    def version_1_arguments(cls, arguments: dict[str, Any]) -> dict[str, Any]:
+    def _version_1_arguments(cls, arguments: dict[str, Any]) -> dict[str, Any]:
         """The arguments of a version 1 checkpoint that still apply (v1 kept the options of every head)."""
         fields = {f.name for f in dataclasses.fields(cls.config_type)}
         head_options = head_option_defaults(cls.heads[arguments.get("head") or cls.default_head])
