@@ -97,3 +97,13 @@ def test_demo_trains_tests_and_leaves_a_loadable_checkpoint(tmp_path, capsys):
     checkpoint = tmp_path / "runs" / "classification" / "demo" / "model.pt"
     assert f"checkpoint: {checkpoint}" in out
     assert vh.Task.load(checkpoint).evaluate("digits:test")["accuracy"] > 0.5  # 2 epochs, chance is 0.1
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.stem)
+def test_every_shipped_recipe_builds_its_task_and_fit_settings(recipe):
+    loaded = load_recipe(recipe)
+    arguments = dict(loaded["task"])
+    arguments.pop("weights", None)  # downloaded or prepared files are not here; weights loading is tested apart
+    task = vh.Task(arguments.pop("name"), **arguments)
+    vh.tasks.FitSettings(**loaded["fit"])  # unknown or invalid fit settings raise here
+    assert task.name == loaded["task"]["name"] and task.config.head == loaded["task"].get("head", task.default_head)

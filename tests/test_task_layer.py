@@ -90,6 +90,30 @@ def test_fit_arguments_are_checked_with_suggestions_and_trainer_arguments_pass_t
     assert [row["epoch"] for row in history.rows] == [1, 2]  # limit_train_batches reached lightning.Trainer
 
 
+@pytest.mark.parametrize(("schedule", "shape"), [("constant", "flat"), ("cosine", "falls"), ("onecycle", "rises")])
+def test_the_learning_rate_follows_the_schedule_asked(schedule, shape):
+    import lightning as L
+
+    rates: list[float] = []
+
+    class RecordRate(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    task = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16)
+    task.fit("digits[:64]", val=False, epochs=2, batch_size=16, lr=0.01, schedule=schedule, plots=False,
+             callbacks=(RecordRate(),))  # fmt: skip
+    assert len(rates) == 8 and rates[0] <= 0.01
+    if shape == "flat":
+        assert rates == [0.01] * 8
+    elif shape == "falls":
+        assert rates[0] == 0.01 and all(a > b for a, b in zip(rates, rates[1:], strict=False)) and rates[-1] < 0.001
+    else:  # warms up to the peak, then anneals
+        assert rates[0] < rates[1] and rates[-1] < rates[2]
+    with pytest.raises(vh.ConfigError, match="unknown schedule 'linear'"):
+        task.fit("digits[:64]", schedule="linear")
+
+
 def test_building_a_task_leaves_the_global_random_state_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)

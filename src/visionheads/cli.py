@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="predictions of a saved task for image files")
     predict.add_argument("checkpoint")
     predict.add_argument("images", nargs="+")
-    predict.add_argument("--out", default="predictions", help="folder for mask PNGs (segmentation)")
+    predict.add_argument("--out", default="predictions", help="folder for PNGs: masks, reconstructions")
     predict.set_defaults(run=_predict)
 
     listing = sub.add_parser("list", help="list backbones, tasks, heads or built-in datasets")
@@ -121,19 +121,24 @@ def _predict(args: argparse.Namespace) -> int:
     task = vh.Task.load(args.checkpoint)
     for image, result in zip(args.images, task.predict(args.images), strict=False):
         if getattr(result, "ndim", 0) == 2:  # a mask: too big to print, written as a PNG of class indices
-            shown = f"mask saved to {_save_mask(result, Path(args.out) / f'{Path(image).stem}_mask.png')}"
+            shown = f"mask saved to {_save_image(result, Path(args.out) / f'{Path(image).stem}_mask.png')}"
+        elif getattr(result, "ndim", 0) == 3:  # an image (a reconstruction): written as a PNG
+            shown = f"image saved to {_save_image(result, Path(args.out) / f'{Path(image).stem}_{task.name}.png')}"
         else:
             shown = {k: v for k, v in result.items() if k != "probs"} if isinstance(result, dict) else result
         echo(f"{image}: {shown}")
     return 0
 
 
-def _save_mask(mask: Any, path: Path) -> Path:
+def _save_image(array: Any, path: Path) -> Path:
     import numpy as np
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(mask.astype(np.uint8 if mask.max() < 256 else np.uint16)).save(path)
+    if array.ndim == 3:  # HxWxC uint8; PIL takes grey images as HxW
+        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
+    else:  # class indices
+        Image.fromarray(array.astype(np.uint8 if array.max() < 256 else np.uint16)).save(path)
     return path
 
 

@@ -15,6 +15,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NEUTRAL_MEAN = (0.5, 0.5, 0.5)
 NEUTRAL_STD = (0.5, 0.5, 0.5)
+TASK_BODY_PREFIX = "model.body.body."  # a task's state dict: Task.model (HeadOnBody) -> .body (Backbone) -> .body
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ def _unwrap_state_dict(checkpoint: object, path: Path) -> dict[str, torch.Tensor
                 break
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         raise ConfigError(f"weights file {str(path)!r} holds no state dict (a mapping of names to tensors)")
+    if any(k.startswith(TASK_BODY_PREFIX) for k in checkpoint):  # a saved visionheads task: its body alone
+        return {k.removeprefix(TASK_BODY_PREFIX): v for k, v in checkpoint.items() if k.startswith(TASK_BODY_PREFIX)}
     return {k.removeprefix("module."): v for k, v in checkpoint.items()}
 
 

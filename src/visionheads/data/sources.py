@@ -32,6 +32,8 @@ def resolve_source(
         if not path.exists():
             raise DataError(f"{data}: neither a built-in dataset ({', '.join(list_datasets())}) nor an existing path")
         return from_path(path, channels)
+    if isinstance(data, np.ndarray) and data.ndim in (3, 4):  # images alone, (N, H, W[, C]): for unsupervised tasks
+        return Source(ArraySamples(_image_array(data)), "arrays")
     if isinstance(data, tuple) and len(data) == 2:
         images, targets = data
         return Source(ArraySamples(_image_array(images), **{target_key: targets}), "arrays")

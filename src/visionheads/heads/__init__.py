@@ -1,6 +1,17 @@
 """Heads: modules that take a backbone's stage feature maps; built from channel widths and strides only."""
 
+from visionheads.heads.autoencoder import AutoencoderHead, DenoisingHead, VAEHead
 from visionheads.heads.dense import DeepLabV3PlusHead, FPNHead, SegNetHead, UnetHead
 from visionheads.heads.pooled import PooledLinear, PooledMLP
 
-__all__ = ["DeepLabV3PlusHead", "FPNHead", "PooledLinear", "PooledMLP", "SegNetHead", "UnetHead"]
+__all__ = [
+    "AutoencoderHead",
+    "DeepLabV3PlusHead",
+    "DenoisingHead",
+    "FPNHead",
+    "PooledLinear",
+    "PooledMLP",
+    "SegNetHead",
+    "UnetHead",
+    "VAEHead",
+]

@@ -18,7 +18,8 @@ from torch.nn import functional as F
 MIN_WIDTH, MAX_WIDTH = 16, 256  # smp's U-Net decoder spans 256 -> 16 too
 
 
-def _widths(in_channels: list[int]) -> list[int]:
+def mirrored_widths(in_channels: list[int]) -> list[int]:
+    """Decoder widths that mirror the encoder's stages, kept within MIN_WIDTH..MAX_WIDTH."""
     # Mirror the encoder, as the original U-Net does (the block landing on stage i is as wide as stage i),
     # capped so that wide bodies (resnet50: 2048) don't get a decoder larger than themselves.
     return [min(MAX_WIDTH, max(MIN_WIDTH, c)) for c in in_channels]
@@ -35,7 +36,7 @@ class _Decoder(nn.Module):
     def __init__(self, in_channels: list[int], strides: list[int], out_features: int, *, skips: bool) -> None:
         super().__init__()
         self.strides, self.skips = strides, skips
-        widths = _widths(in_channels)
+        widths = mirrored_widths(in_channels)
         blocks, width = [], in_channels[-1]
         for stage in range(len(in_channels) - 2, -1, -1):  # land on each shallower stage, deep to fine
             skip = in_channels[stage] if skips else 0

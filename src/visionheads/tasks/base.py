@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -402,13 +403,18 @@ class Task(L.LightningModule):
         return groups
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW over `parameter_groups()` with a one-cycle schedule stepped every batch."""
+        """AdamW over `parameter_groups()` with the plan's schedule (one-cycle by default) stepped every batch."""
         groups = self.parameter_groups()
         optimizer = torch.optim.AdamW(groups, weight_decay=self.plan.weight_decay)
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[group["lr"] for group in groups], total_steps=total_steps, pct_start=0.2
-        )
+        if self.plan.schedule == "constant":
+            schedule: Any = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+        elif self.plan.schedule == "cosine":
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+        else:
+            schedule = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=[group["lr"] for group in groups], total_steps=total_steps, pct_start=0.2
+            )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -543,17 +549,27 @@ class Task(L.LightningModule):
     @torch.inference_mode()
     def predict(self, images: Any, *, batch_size: int = 64) -> list[Any]:
         """Predictions for image files, one HxWxC array, or a batch NxHxWxC; one result per image, at its size."""
+        results: list[Any] = []
+        for batch, sizes in self.image_batches(images, batch_size=batch_size):
+            results += self.decode(self.prediction_outputs(batch), sizes)
+        return results
+
+    def prediction_outputs(self, batch: dict[str, Any]) -> Any:
+        """Outputs of a batch of images to predict on (by default as in evaluation)."""
+        return self.evaluation_outputs(batch)
+
+    def image_batches(self, images: Any, *, batch_size: int = 64) -> Iterator[tuple[dict[str, Any], list[tuple]]]:
+        """Batches of images through the eval pipeline, on the inference device (the task moved there and set to
+        eval), each with the images' original (height, width)."""
         arrays = self.image_arrays(images)
         pipeline = self.eval_transform()
         device = inference_device()
         self.to(device).eval()
-        results: list[Any] = []
         for start in range(0, len(arrays), batch_size):
             chunk = arrays[start : start + batch_size]
             batch = self.collate([{"image": pipeline(image=array)["image"]} for array in chunk])
             batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
-            results += self.decode(self.evaluation_outputs(batch), [array.shape[:2] for array in chunk])
-        return results
+            yield batch, [array.shape[:2] for array in chunk]
 
     def image_arrays(self, images: Any) -> list[np.ndarray]:
         """Image paths, one HxWxC array or a batch (N, H, W[, C]) to checked HxWxC uint8 arrays."""

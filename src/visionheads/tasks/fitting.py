@@ -23,6 +23,7 @@ from visionheads.errors import ConfigError
 from visionheads.tasks.history import History
 
 STRATEGIES = ("auto", "scratch", "features", "freeze", "finetune")
+SCHEDULES = ("onecycle", "cosine", "constant")
 FINETUNE_BODY_LR_SCALE = 0.1  # pretrained bodies move slower than fresh heads (Keras / timm fine-tuning practice)
 
 
@@ -35,6 +36,7 @@ class TrainingPlan:
     strategy: str = "scratch"  # scratch | features | freeze | finetune
     freeze_epochs: int = 0  # finetune: epochs with the body frozen before it trains at body_lr_scale * lr
     body_lr_scale: float = FINETUNE_BODY_LR_SCALE
+    schedule: str = "onecycle"  # onecycle | cosine | constant, stepped every batch
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class FitSettings:
     lr: float = 1e-3
     weight_decay: float = 0.01
     strategy: str = "auto"  # auto: finetune for pretrained weights, else scratch
+    schedule: str = "onecycle"  # the learning rate over the fit, stepped every batch: onecycle, cosine, constant
     patience: int | None = None  # early stopping after this many epochs without improvement of the monitor
     accelerator: str = "auto"  # auto: gpu when CUDA is present, else cpu
     devices: int | str | list[int] = "auto"
@@ -64,6 +67,8 @@ class FitSettings:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; use one of {STRATEGIES}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; use one of {SCHEDULES}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -131,7 +136,7 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
         strategy = "finetune" if task.config.pretrained else "scratch"
     freeze_epochs = max(1, settings.epochs // 5) if strategy == "finetune" and settings.epochs > 1 else 0
     task.plan = TrainingPlan(lr=settings.lr, weight_decay=settings.weight_decay, strategy=strategy,
-                             freeze_epochs=freeze_epochs)  # fmt: skip
+                             freeze_epochs=freeze_epochs, schedule=settings.schedule)  # fmt: skip
     if strategy == "features":
         loaders = [task.feature_loader(s, train=s is train_source, batch_size=settings.batch_size)
                    for s in (train_source, val_source) if s is not None]  # fmt: skip
