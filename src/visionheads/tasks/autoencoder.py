@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
@@ -22,7 +21,7 @@ from visionheads.data.folders import ClassFolders
 from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError
 from visionheads.heads import AutoencoderHead, DenoisingHead, VAEHead
-from visionheads.tasks.base import Evaluation, HeadOnBody, Task, register_task
+from visionheads.tasks.base import Evaluation, Task, register_task
 from visionheads.tasks.config import TaskConfig
 
 LOSSES = ("mse", "bce")
@@ -57,12 +56,11 @@ class AutoencoderTask(Task):
     def head_outputs(self) -> int:
         return self.config.in_chans
 
-    def build_model(self, body: Backbone) -> nn.Module:
-        options = dict(self.config.head_options)
+    def head_arguments(self, body: Backbone) -> dict[str, Any]:
+        options = super().head_arguments(body)
         if options.get("grid") is None:  # the deepest map's size at the task's image size: nothing pooled away
             options["grid"] = max(1, math.ceil(self.config.image_size / body.strides[-1]))
-        head = self.heads[self.config.head](body.channels, body.strides, self.head_outputs(), **options)
-        return HeadOnBody(body, head)
+        return options
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images: float normalised, (B, C, H, W). Returns: reconstruction logits (B, C, H, W) (vae: from the mean)."""

@@ -238,8 +238,12 @@ class Task(L.LightningModule):
     def build_model(self, body: Backbone) -> nn.Module:
         """The model around `body`; by default the configured head on it (`HeadOnBody`)."""
         build = self.heads[self._config.head]
-        head = build(body.channels, body.strides, self.head_outputs(), **self._config.head_options)
+        head = build(body.channels, body.strides, self.head_outputs(), **self.head_arguments(body))
         return HeadOnBody(body, head)
+
+    def head_arguments(self, body: Backbone) -> dict[str, Any]:
+        """The head's options as its builder gets them: the config's, where a task may fill in what `body` decides."""
+        return dict(self._config.head_options)
 
     def forward(self, images: torch.Tensor) -> Any:
         """images: float normalised, shape (B, in_chans, H, W). Returns: the model's outputs."""
