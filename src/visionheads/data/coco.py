@@ -137,6 +137,15 @@ class COCOSubset(Dataset):
         return path
 
 
+def coco_at(path: Path, channels: int) -> COCOSubset | None:
+    """The COCO data at `path`: an annotation file (`.json`) or a folder with `annotations.json`; else None."""
+    if path.is_file() and path.suffix == ".json":
+        return COCOSubset(path, channels=channels)
+    if (path / "annotations.json").is_file():
+        return COCOSubset(path / "annotations.json", path, channels=channels)
+    return None
+
+
 def _read_coco(path: Path) -> COCO:
     """pycocotools' index of `path`, with a DataError for a missing file or anything not COCO-shaped."""
     if not path.is_file():

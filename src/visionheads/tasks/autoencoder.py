@@ -16,7 +16,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from visionheads.backbones import Backbone
 from visionheads.data.catalog import Source
-from visionheads.data.coco import COCOSubset
+from visionheads.data.coco import coco_at
 from visionheads.data.folders import ClassFolders
 from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError
@@ -81,11 +81,8 @@ class AutoencoderTask(Task):
         return ("image",)
 
     def source_from_path(self, path: Path, channels: int) -> Source:
-        if path.is_file() and path.suffix == ".json":
-            dataset: Any = COCOSubset(path, channels=channels)
-        elif (path / "annotations.json").is_file():
-            dataset = COCOSubset(path / "annotations.json", path, channels=channels)
-        else:
+        dataset: Any = coco_at(path, channels)
+        if dataset is None:
             dataset = ClassFolders(path, channels=channels)
         return Source(dataset, str(path), class_names=dataset.class_names)
 

@@ -14,7 +14,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from visionheads.data.catalog import Source
-from visionheads.data.coco import COCOSubset
+from visionheads.data.coco import coco_at
 from visionheads.data.masks import MaskFolders
 from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError, DataError
@@ -61,11 +61,8 @@ class SegmentationTask(Task):
         return ("image", "mask")
 
     def source_from_path(self, path: Path, channels: int) -> Source:
-        if path.is_file() and path.suffix == ".json":
-            dataset: Any = COCOSubset(path, channels=channels)
-        elif (path / "annotations.json").is_file():
-            dataset = COCOSubset(path / "annotations.json", path, channels=channels)
-        else:
+        dataset: Any = coco_at(path, channels)
+        if dataset is None:
             dataset = MaskFolders(path, channels=channels)
         return Source(dataset, str(path), class_names=dataset.class_names)
 
