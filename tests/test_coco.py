@@ -12,6 +12,7 @@ from PIL import Image
 import visionheads as vh
 from visionheads.data import COCOSubset
 from visionheads.data.catalog import resolve_builtin
+from visionheads.data.samples import IGNORE_INDEX
 from visionheads.data.shapes import CATEGORIES, shapes_split, write_shapes
 
 
@@ -74,6 +75,31 @@ def test_crowd_regions_degenerate_boxes_and_box_only_annotations(tmp_path):
     assert sample["labels"].tolist() == [2]  # the crowd region and the zero-width box are left out
     assert sample["masks"][0].sum() == 12 and sample["masks"][0, 1:4, 1:5].all()
     assert COCOSubset(path, include_crowd=True)[0]["labels"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("form", ["polygon", "rle"])
+def test_crowd_regions_are_ignored_in_the_semantic_mask_where_no_object_covers_them(tmp_path, form):
+    crowd = square(1, 7, 10, 5, 12, iscrowd=1)  # x 10..22, y 5..17
+    if form == "rle":  # uncompressed RLE, column-major, as COCO writes crowds
+        area = np.zeros((30, 40), dtype=np.uint8)
+        area[5:17, 10:22] = 1
+        flat = area.flatten(order="F")
+        changes = np.flatnonzero(np.diff(np.r_[0, flat, 0])).tolist()
+        counts = np.diff([0, *changes, flat.size]).tolist()
+        crowd["segmentation"] = {"size": [30, 40], "counts": [c for c in counts if c > 0]}
+    dog = square(1, 9, 18, 12, 8)  # x 18..26, y 12..20: lies partly on the crowd
+    path = write_coco(tmp_path, [crowd, dog])
+    sample = COCOSubset(path)[0]
+    assert sample["labels"].tolist() == [2] and len(sample["boxes"]) == 1  # the crowd is no target
+    semantic = sample["mask"]
+    crowd_pixels = COCOSubset(path).coco.annToMask(COCOSubset(path).coco.anns[1]) > 0
+    dog_pixels = sample["masks"][0] > 0
+    assert (semantic[crowd_pixels & ~dog_pixels] == IGNORE_INDEX).all()
+    assert (semantic[dog_pixels] == 2).all()
+    assert (semantic[~crowd_pixels & ~dog_pixels] == 0).all()
+    assert (crowd_pixels & ~dog_pixels).sum() > 50
+    with_crowd = COCOSubset(path, include_crowd=True)[0]
+    assert with_crowd["labels"].tolist() == [1, 2] and IGNORE_INDEX not in with_crowd["mask"]
 
 
 def test_an_image_with_only_crowd_regions_is_not_a_sample(tmp_path):

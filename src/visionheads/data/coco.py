@@ -14,6 +14,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from visionheads.data.images import read_image
+from visionheads.data.samples import IGNORE_INDEX
 from visionheads.errors import DataError
 
 BACKGROUND = "background"
@@ -29,7 +30,11 @@ class COCOSubset(Dataset):
 
     A sample: `image` HxWxC uint8; `boxes` (N, 4) float32 xyxy in pixels; `labels` (N,) int64 in 1..K (the
     position of the category in `categories`, 0 being background); `masks` (N, H, W) uint8 instance masks;
-    `mask` (H, W) int64 semantic mask (0 background, k where an object of label k lies); `image_id`.
+    `mask` (H, W) int64 semantic mask (0 background, k where an object of label k lies, IGNORE_INDEX (255) on crowd
+    regions that no object covers); `image_id`.
+
+    Crowd regions (`iscrowd=1`) are not targets, as in torchvision's reference scripts, unless `include_crowd`:
+    a crowd of people is neither one person nor background, so the semantic mask marks it "don't care".
     """
 
     def __init__(
@@ -68,8 +73,11 @@ class COCOSubset(Dataset):
                 f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.annotations.name} says "
                 f"{width}x{height}; fix the file or its width/height in the annotations"
             )
-        boxes, labels, masks = [], [], []
-        for annotation in self._annotations_of(info["id"]):
+        boxes, labels, masks, crowds = [], [], [], []
+        for annotation in self._annotations_of(info["id"], crowd=True):
+            if annotation.get("iscrowd") and not self.include_crowd:
+                crowds.append(self.coco.annToMask(annotation))
+                continue
             x, y, w, h = (float(v) for v in annotation["bbox"])
             x0, y0 = max(0.0, x), max(0.0, y)
             x1, y1 = min(float(width), x + w), min(float(height), y + h)
@@ -82,6 +90,8 @@ class COCOSubset(Dataset):
             else:  # boxes-only annotations: the box is the best mask there is
                 masks.append(_box_mask(height, width, (x0, y0, x1, y1)))
         semantic = np.zeros((height, width), dtype=np.int64)
+        for crowd in crowds:  # painted first: an object lying on a crowd region keeps its label
+            semantic[crowd > 0] = IGNORE_INDEX
         for label, mask in zip(labels, masks, strict=True):
             semantic[mask > 0] = label  # in annotation order: later objects lie on top
         return {
@@ -114,11 +124,13 @@ class COCOSubset(Dataset):
         image_ids = [i for i in image_ids if self._annotations_of(i)]  # not images with crowd regions only
         return image_ids[:max_images] if max_images is not None else image_ids
 
-    def _annotations_of(self, image_id: int) -> list[dict[str, Any]]:
+    def _annotations_of(self, image_id: int, *, crowd: bool = False) -> list[dict[str, Any]]:
+        """The image's annotations of the chosen categories; crowd regions too where `crowd` or `include_crowd`."""
         return [
             annotation
             for annotation in self.coco.imgToAnns.get(image_id, [])
-            if annotation["category_id"] in self._label_of and (self.include_crowd or not annotation.get("iscrowd"))
+            if annotation["category_id"] in self._label_of
+            and (crowd or self.include_crowd or not annotation.get("iscrowd"))
         ]
 
     def _image_path(self, info: dict[str, Any]) -> Path:

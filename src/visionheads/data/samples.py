@@ -10,6 +10,8 @@ from torch.utils.data import Dataset
 
 from visionheads.errors import DataError
 
+IGNORE_INDEX = 255  # semantic-mask value of "don't care" pixels (borders, unlabelled, crowds), as in VOC and Cityscapes
+
 
 def as_image(image: Any, where: str, channels: int | None = None) -> np.ndarray:
     """Return `image` as HxWxC uint8, or raise DataError naming `where` and the fix."""

@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from visionheads.data.catalog import Source
 from visionheads.data.coco import coco_at
 from visionheads.data.masks import MaskFolders
+from visionheads.data.samples import IGNORE_INDEX
 from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError, DataError
 from visionheads.heads import DeepLabV3PlusHead, FPNHead, SegNetHead, UnetHead
@@ -23,7 +24,6 @@ from visionheads.metrics import confusion_metrics
 from visionheads.tasks.base import Evaluation, Task, register_task
 from visionheads.tasks.config import TaskConfig
 
-IGNORE_INDEX = 255  # mask value for "don't care" pixels (borders, unlabelled), as in VOC and Cityscapes
 _DICE = DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE_INDEX)  # stateless: one serves all tasks
 
 
