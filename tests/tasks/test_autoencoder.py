@@ -165,6 +165,15 @@ def test_plots_show_originals_and_reconstructions(head, tmp_path):
     assert all((tmp_path / name).stat().st_size > 1000 for name in expected)
 
 
+@pytest.mark.parametrize("backbone", ["lenet5", "resnet18", "alexnet"])  # local, timm and torchvision entries
+def test_a_saved_task_file_gives_its_body_as_weights(backbone, tmp_path):
+    ae = vh.Task("autoencoder", backbone=backbone, image_size=64, latent_dim=4, seed=3)
+    path = ae.save(tmp_path / "ae.pt")
+    classifier = vh.Task("classification", backbone=backbone, weights=path, num_classes=3, image_size=64)
+    saved, loaded = ae.backbone.body.state_dict(), classifier.backbone.body.state_dict()
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
+
+
 def test_the_trained_body_starts_a_classifier(trained, tmp_path):
     task, _ = trained
     body_state = {k: v.clone() for k, v in task.backbone.body.state_dict().items()}

@@ -50,6 +50,8 @@ def build_alexnet(*, in_chans: int, tag: str | None, state_dict: dict[str, torch
         weights = _ALEXNET_WEIGHTS
     model = torchvision.models.alexnet(weights=weights)
     if state_dict is not None:
+        # Our own saved bodies (a task's file) hold the extractor's names: "extractor.features.0.weight".
+        state_dict = {key.removeprefix("extractor."): value for key, value in state_dict.items()}
         missing, _ = model.load_state_dict(state_dict, strict=False)
         if any(key.startswith("features.") for key in missing):
             raise ConfigError(f"weights do not fit alexnet: missing {sorted(missing)[:5]}")
