@@ -17,6 +17,7 @@ from visionheads.errors import ConfigError
 from visionheads.heads.dense import MIN_WIDTH, mirrored_widths
 
 NOISES = ("gaussian", "salt_pepper", "mask")
+DEFAULT_NOISE, DEFAULT_NOISE_LEVEL = "gaussian", 0.2
 DEFAULT_GRID = 2  # when a head is built outside a task, which otherwise gives the deepest map's size
 
 
@@ -106,8 +107,8 @@ class DenoisingHead(AutoencoderHead):
         *,
         latent_dim: int = 32,
         grid: int | None = None,
-        noise: str = "gaussian",
-        noise_level: float = 0.2,
+        noise: str = DEFAULT_NOISE,
+        noise_level: float = DEFAULT_NOISE_LEVEL,
     ) -> None:
         if noise not in NOISES:
             raise ConfigError(f"noise={noise!r}; use one of {NOISES}")

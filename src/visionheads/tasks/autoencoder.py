@@ -21,6 +21,7 @@ from visionheads.data.folders import ClassFolders
 from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError
 from visionheads.heads import AutoencoderHead, DenoisingHead, VAEHead
+from visionheads.heads.autoencoder import DEFAULT_NOISE, DEFAULT_NOISE_LEVEL
 from visionheads.tasks.base import Evaluation, Task, register_task
 from visionheads.tasks.config import TaskConfig
 
@@ -113,12 +114,12 @@ class AutoencoderTask(Task):
 
     def corrupted(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pixels with the denoising head's noise: gaussian (σ), salt-and-pepper or masking (a share of pixels)."""
-        options = self.config.head_options
-        noise, level = options.get("noise", "gaussian"), float(options.get("noise_level", 0.2))
-        draw = torch.rand(pixels.shape, generator=generator, device=pixels.device)
+        head = self.head  # a plain or VAE head has no noise of its own: the denoising defaults then
+        noise, level = (head.noise, head.noise_level) if self.denoising else (DEFAULT_NOISE, DEFAULT_NOISE_LEVEL)
         if noise == "gaussian":
             normal = torch.randn(pixels.shape, generator=generator, device=pixels.device)
             return (pixels + level * normal).clamp(0.0, 1.0)
+        draw = torch.rand(pixels.shape, generator=generator, device=pixels.device)
         if noise == "salt_pepper":
             salt = torch.rand(pixels.shape, generator=generator, device=pixels.device) < 0.5
             return torch.where(draw < level, salt.to(pixels.dtype), pixels)
@@ -144,9 +145,8 @@ class AutoencoderTask(Task):
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         losses = self.losses(self._run(batch["image"], None, corrupt=self.denoising), batch)
-        warmup = int(self.config.head_options.get("kl_warmup_epochs", 0))
-        if "kl" in losses and warmup > 0:  # the KL term grows from 0 over the first epochs (β warm-up)
-            losses["kl"] = losses["kl"] * min(1.0, (self.current_epoch + 1) / warmup)
+        if self.variational and self.head.kl_warmup_epochs > 0:  # the KL term grows from 0 (β warm-up)
+            losses["kl"] = losses["kl"] * min(1.0, (self.current_epoch + 1) / self.head.kl_warmup_epochs)
         return losses
 
     def evaluation_outputs(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -176,8 +176,8 @@ class AutoencoderTask(Task):
             reconstruction = F.mse_loss(logits.sigmoid(), clean)
         losses = {"reconstruction": reconstruction}
         if self.variational:
-            weight = float(self.config.head_options.get("kl_weight", 1.0))
-            losses["kl"] = weight * _kl(outputs["mean"], outputs["log_variance"]).mean() / clean[0].numel()
+            kl_per_pixel = _kl(outputs["mean"], outputs["log_variance"]).mean() / clean[0].numel()
+            losses["kl"] = self.head.kl_weight * kl_per_pixel
         return losses
 
     # 4. metrics: MSE, PSNR and SSIM of the reconstructions; PSNR of the noisy inputs; the VAE's ELBO
@@ -218,7 +218,7 @@ class AutoencoderTask(Task):
         """Latent codes (N, latent_dim) of images (the means, for the VAE)."""
         codes = []
         for batch, _ in self.image_batches(images, batch_size=batch_size):
-            code = self.model.head.encode(self.backbone(batch["image"]))
+            code = self.head.encode(self.backbone(batch["image"]))
             codes.append((code[0] if self.variational else code).float().cpu())
         return torch.cat(codes).numpy()
 
@@ -237,7 +237,7 @@ class AutoencoderTask(Task):
         """Images (HxWxC uint8, at the task's image size) decoded from latent codes (N, latent_dim)."""
         self.eval()
         codes = torch.as_tensor(np.asarray(codes), dtype=torch.float32, device=self.device)
-        logits = self.model.head.decoder(codes).float()
+        logits = self.head.decoder(codes).float()
         side = self.config.image_size
         return _to_images(logits.sigmoid(), [(side, side)] * len(codes))
 
