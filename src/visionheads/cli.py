@@ -52,14 +52,16 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="metrics of a saved task on data")
     evaluate.add_argument("checkpoint")
-    evaluate.add_argument("data", help="built-in name (digits:test) or a path")
+    evaluate.add_argument("data", help="built-in name (digits:test), coco:ANNOTATIONS.json[:cat,dog][[:N]] or a path")
     evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--images", help="the images folder of coco:... data (default: beside the JSON)")
+    evaluate.add_argument("--results", help="detection: the COCO results JSON to write (default: detections.json)")
     evaluate.set_defaults(run=_evaluate)
 
     predict = sub.add_parser("predict", help="predictions of a saved task for image files")
     predict.add_argument("checkpoint")
     predict.add_argument("images", nargs="+")
-    predict.add_argument("--out", default="predictions", help="folder for PNGs: masks, reconstructions")
+    predict.add_argument("--out", default="predictions", help="folder for PNGs (masks, reconstructions, detections)")
     predict.set_defaults(run=_predict)
 
     listing = sub.add_parser("list", help="list backbones, tasks, heads or built-in datasets")
@@ -111,15 +113,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     from visionheads.recipes import format_metrics
 
     task = vh.Task.load(args.checkpoint)
-    echo(format_metrics(task.evaluate(args.data, batch_size=args.batch_size), title=f"metrics on {args.data}"))
+    data = _with_images(args.data, args.images) if args.images else args.data
+    options: dict[str, Any] = {"batch_size": args.batch_size}
+    if task.name == "detection":
+        options["results"] = args.results or "detections.json"
+    echo(format_metrics(task.evaluate(data, **options), title=f"metrics on {args.data}"))
+    if task.name == "detection":
+        echo(f"detections (COCO results JSON): {options['results']}")
     return 0
+
+
+def _with_images(data: str, images: str) -> dict[str, Any]:
+    """`coco:ANNOTATIONS.json[:cat,dog][[:N]]` and an images folder as the mapping form of COCO data."""
+    from visionheads.data.catalog import parse_coco_spec
+
+    return parse_coco_spec(data) | {"images": images}
 
 
 def _predict(args: argparse.Namespace) -> int:
     import visionheads as vh
 
     task = vh.Task.load(args.checkpoint)
-    for image, result in zip(args.images, task.predict(args.images), strict=False):
+    results = task.predict(args.images)
+    if task.name == "detection":
+        return _write_detections(task, args.images, results, Path(args.out))
+    for image, result in zip(args.images, results, strict=False):
         if getattr(result, "ndim", 0) == 2:  # a mask: too big to print, written as a PNG of class indices
             shown = f"mask saved to {_save_image(result, Path(args.out) / f'{Path(image).stem}_mask.png')}"
         elif getattr(result, "ndim", 0) == 3:  # an image (a reconstruction): written as a PNG
@@ -127,6 +145,19 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             shown = {k: v for k, v in result.items() if k != "probs"} if isinstance(result, dict) else result
         echo(f"{image}: {shown}")
+    return 0
+
+
+def _write_detections(task: Any, images: list[str], results: list[dict], out: Path) -> int:
+    from visionheads.tasks.detection import results_json, write_results
+    from visionheads.viz.detection import draw_detections
+
+    for image_id, (image, result) in enumerate(zip(images, results, strict=True), start=1):
+        shown = ", ".join(f"{n} {s:.2f}" for n, s in zip(result["labels"], result["scores"], strict=True) if s >= 0.5)
+        picture = draw_detections(task.image_arrays([image])[0], result, out / f"{Path(image).stem}_detections.png")
+        echo(f"{image} (image_id {image_id}): {len(result['boxes'])} detection(s); {shown or 'none'} >= 0.5; {picture}")
+    path = write_results(results_json(results, image_ids=range(1, len(results) + 1)), out / "detections.json")
+    echo(f"detections (COCO results JSON, image ids in the order given): {path}")
     return 0
 
 

@@ -25,7 +25,10 @@ def check_training_step(task: vh.Task, samples: list[dict[str, Any]]) -> dict[st
     """One training and one evaluation step of `task` on `samples` (batch of 2, CPU); returns the metrics."""
     assert len(samples) >= 2, "batch 2 or more, so that BatchNorm trains"
     pipeline = task.eval_transform()
-    batch = task.collate([task.to_tensors(pipeline, dict(sample), f"samples[{i}]") for i, sample in enumerate(samples)])
+    # As TransformedDataset hands them over: with their position in the data under "index".
+    batch = task.collate(
+        [task.to_tensors(pipeline, {"index": i, **sample}, f"samples[{i}]") for i, sample in enumerate(samples)]
+    )
     task.train()
     task.zero_grad(set_to_none=True)
     losses = task.training_losses(batch)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from visionheads.data.catalog import Source, register_dataset
+from visionheads.data.catalog import Source, parse_coco_spec, register_dataset
 from visionheads.data.coco import COCOSubset
 from visionheads.data.digits import SPLITS, digits
 from visionheads.data.mnist import MNIST
 from visionheads.data.rotation import Rotated
 from visionheads.data.samples import change_channels
 from visionheads.data.shapes import shapes_split
+from visionheads.data.sources import coco_source
 from visionheads.errors import DataError
 
 
@@ -79,6 +80,12 @@ def _shapes_source(args: list[str], channels: int) -> Source:
     return Source(dataset, f"shapes:{split}", class_names=dataset.class_names, val="shapes:val")
 
 
+def _coco_source(args: list[str], channels: int) -> Source:
+    # coco:ANNOTATIONS.json[:category,category...]: images beside the file (the mapping form names another folder).
+    return coco_source(parse_coco_spec(":".join(["coco", *args])), channels)
+
+
 register_dataset("rotated-digits", _rotated_digits_source)
 register_dataset("shapes", _shapes_source)
 register_dataset("mnist", _mnist_source)
+register_dataset("coco", _coco_source)

@@ -55,6 +55,21 @@ def resolve_builtin(spec: str, channels: int) -> Source:
     return source
 
 
+def parse_coco_spec(spec: str) -> dict[str, object]:
+    """`coco:ANNOTATIONS.json[:cat,dog][@train|@val|@test][[:N]]` as the mapping form
+    `{coco, categories, split, max_images}` (`@part`: a seeded 0.8/0.1/0.1 split of the file by image)."""
+    sliced = _SLICE.match(spec)
+    text, _, split = (sliced.group("spec") if sliced else spec).partition("@")
+    name, *args = text.split(":")
+    if name != "coco" or not args or not args[0] or len(args) > 2:
+        raise DataError(f"{spec}: write coco:ANNOTATIONS.json, coco:ANNOTATIONS.json:cat,dog or add [:N]")
+    if sliced and (sliced.group("start") or not sliced.group("stop")):
+        raise DataError(f"{spec}: a COCO subset takes its first N images as [:N]")
+    categories = [int(c) if c.isdigit() else c for c in args[1].split(",")] if len(args) > 1 and args[1] else None
+    limit = int(sliced.group("stop")) if sliced else None
+    return {"coco": args[0], "categories": categories, "split": split or None, "max_images": limit}
+
+
 def is_builtin(spec: object) -> bool:
     """True when `spec` is a string naming a built-in dataset (not a path)."""
     if not isinstance(spec, str):

@@ -5,19 +5,23 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pycocotools.coco import COCO
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
+from visionheads.data.boxes import CLIP_TOLERANCE
 from visionheads.data.images import read_image
 from visionheads.data.samples import IGNORE_INDEX
 from visionheads.errors import DataError
 
 BACKGROUND = "background"
+SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}  # one exported file cut into parts by image, seeded
 _REQUIRED_FIELDS = {
     "images": ("id", "file_name", "width", "height"),
     "annotations": ("image_id", "category_id", "bbox"),
@@ -33,6 +37,11 @@ class COCOSubset(Dataset):
     `mask` (H, W) int64 semantic mask (0 background, k where an object of label k lies, IGNORE_INDEX (255) on crowd
     regions that no object covers); `image_id`.
 
+    With `split` ("train", "val" or "test"), a seeded shuffle of the images cut by `fractions` (default 0.8 / 0.1 /
+    0.1) gives that part: the parts of one file never share an image.
+    With `negatives`, images without any chosen object are kept too (no boxes). A bbox without size takes its box
+    from its mask (else DataError); one slightly outside the image is clipped with a warning.
+
     Crowd regions (`iscrowd=1`) are not targets, as in torchvision's reference scripts, unless `include_crowd`:
     a crowd of people is neither one person nor background, so the semantic mask marks it "don't care".
     """
@@ -46,11 +55,19 @@ class COCOSubset(Dataset):
         max_images: int | None = None,
         channels: int = 3,
         include_crowd: bool = False,
+        negatives: bool = False,
+        split: str | None = None,
+        fractions: Mapping[str, float] | None = None,
+        split_seed: int = 0,
     ) -> None:
         self.annotations = Path(annotations).expanduser()
         self.images_root = Path(images_root).expanduser() if images_root is not None else self.annotations.parent
         self.channels = channels
         self.include_crowd = include_crowd
+        self.negatives = negatives
+        self.split = split
+        self.fractions = dict(fractions or SPLIT_FRACTIONS)
+        self.split_seed = split_seed
         self.coco = _read_coco(self.annotations)
         self.category_ids = self._choose_categories(categories)
         self.category_names = [self.coco.cats[c]["name"] for c in self.category_ids]
@@ -78,17 +95,11 @@ class COCOSubset(Dataset):
             if annotation.get("iscrowd") and not self.include_crowd:
                 crowds.append(self.coco.annToMask(annotation))
                 continue
-            x, y, w, h = (float(v) for v in annotation["bbox"])
-            x0, y0 = max(0.0, x), max(0.0, y)
-            x1, y1 = min(float(width), x + w), min(float(height), y + h)
-            if x1 - x0 < 1 or y1 - y0 < 1:
-                continue  # degenerate or outside the image: R-CNN losses would turn NaN on it
-            boxes.append([x0, y0, x1, y1])
+            mask = self.coco.annToMask(annotation) if annotation.get("segmentation") else None
+            box = self._box(annotation, mask, height, width)
+            boxes.append(box)
             labels.append(self._label_of[annotation["category_id"]])
-            if annotation.get("segmentation"):
-                masks.append(self.coco.annToMask(annotation))
-            else:  # boxes-only annotations: the box is the best mask there is
-                masks.append(_box_mask(height, width, (x0, y0, x1, y1)))
+            masks.append(mask if mask is not None else _box_mask(height, width, box))  # boxes only: the box
         semantic = np.zeros((height, width), dtype=np.int64)
         for crowd in crowds:  # painted first: an object lying on a crowd region keeps its label
             semantic[crowd > 0] = IGNORE_INDEX
@@ -102,6 +113,27 @@ class COCOSubset(Dataset):
             "mask": semantic,
             "image_id": int(info["id"]),
         }
+
+    def _box(self, annotation: dict[str, Any], mask: np.ndarray | None, height: int, width: int) -> tuple:
+        """The annotation's box as xyxy inside the image: from its mask where the bbox has no size; a DataError
+        where it has neither, or lies outside the image; clipped with a warning where it is only slightly out."""
+        where = f"{self.annotations}: annotation {annotation.get('id')} (image {annotation['image_id']})"
+        x, y, w, h = (float(v) for v in annotation["bbox"])
+        if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
+            if mask is None or not mask.any():
+                raise DataError(
+                    f"{where}: bbox {annotation['bbox']} has no size and no mask to take one from; fix or remove it"
+                )
+            rows, columns = np.nonzero(mask)
+            return float(columns.min()), float(rows.min()), float(columns.max() + 1), float(rows.max() + 1)
+        x1, y1 = x + w, y + h
+        slack_x, slack_y = CLIP_TOLERANCE * width, CLIP_TOLERANCE * height
+        if x < -slack_x or y < -slack_y or x1 > width + slack_x or y1 > height + slack_y:
+            raise DataError(f"{where}: bbox {annotation['bbox']} lies outside the {width}x{height} image")
+        clipped = (max(0.0, x), max(0.0, y), min(float(width), x1), min(float(height), y1))
+        if clipped != (x, y, x1, y1):
+            warnings.warn(f"{self.annotations}: boxes reaching slightly outside their image were clipped", stacklevel=3)
+        return clipped
 
     def _choose_categories(self, categories: Sequence[str | int] | None) -> list[int]:
         by_name = {category["name"]: category_id for category_id, category in self.coco.cats.items()}
@@ -122,7 +154,24 @@ class COCOSubset(Dataset):
         # Images holding any chosen category (getImgIds(catIds=...) would demand all of them), in id order.
         image_ids = sorted({i for c in self.category_ids for i in self.coco.catToImgs.get(c, [])})
         image_ids = [i for i in image_ids if self._annotations_of(i)]  # not images with crowd regions only
+        if self.negatives:  # every image of the file: those without a chosen object teach "nothing here"
+            image_ids = sorted(self.coco.imgs)
+        if self.split is not None:
+            image_ids = self._split_part(image_ids)
         return image_ids[:max_images] if max_images is not None else image_ids
+
+    def _split_part(self, image_ids: list[int]) -> list[int]:
+        """The `split` part of a seeded shuffle of the images cut by `fractions` (in order train, val, test)."""
+        fractions = self.fractions
+        if self.split not in fractions:
+            raise DataError(f"{self.annotations}: split {self.split!r} is not one of the parts {sorted(fractions)}")
+        if any(not 0 <= f <= 1 for f in fractions.values()) or abs(sum(fractions.values()) - 1) > 1e-6:
+            raise DataError(f"{self.annotations}: split fractions {fractions} must be in [0, 1] and add up to 1")
+        order = np.random.default_rng(self.split_seed).permutation(len(image_ids))
+        shuffled = [image_ids[i] for i in order]
+        bounds = np.round(np.cumsum([0.0, *fractions.values()]) * len(image_ids)).astype(int)
+        position = list(fractions).index(self.split)
+        return sorted(shuffled[bounds[position] : bounds[position + 1]])
 
     def _annotations_of(self, image_id: int, *, crowd: bool = False) -> list[dict[str, Any]]:
         """The image's annotations of the chosen categories; crowd regions too where `crowd` or `include_crowd`."""
@@ -147,6 +196,30 @@ class COCOSubset(Dataset):
                 "pass images_root= the folder that holds the file names of the annotations"
             )
         return path
+
+
+@dataclass(frozen=True)
+class COCOView:
+    """Where the samples of a dataset come from in a COCO file: its index, the images and categories chosen."""
+
+    coco: COCO
+    image_ids: list[int]  # in the dataset's order
+    category_ids: list[int]  # label k is category_ids[k - 1]
+    annotations: Path
+
+
+def coco_view(dataset: Any) -> COCOView | None:
+    """The COCO file behind `dataset` (a COCOSubset, or a Subset or view of one), or None for other data."""
+    positions: list[int] | None = None  # positions in the inner dataset, outermost selection applied last
+    while dataset is not None and not isinstance(dataset, COCOSubset):
+        if isinstance(dataset, Subset):
+            inner = [int(i) for i in dataset.indices]
+            positions = inner if positions is None else [inner[i] for i in positions]
+        dataset = getattr(dataset, "dataset", None)
+    if dataset is None:
+        return None
+    image_ids = dataset.image_ids if positions is None else [dataset.image_ids[i] for i in positions]
+    return COCOView(dataset.coco, image_ids, list(dataset.category_ids), dataset.annotations)
 
 
 def coco_at(path: Path, channels: int) -> COCOSubset | None:

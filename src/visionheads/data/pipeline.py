@@ -94,6 +94,7 @@ class TransformedDataset(Dataset):
             self._follow(self.clock)
         where = f"{self.description}[{index}]"
         sample = dict(require_keys(self.dataset[index], self.keys, where))
+        sample.setdefault("index", index)  # the sample's position, for tasks that need to name it (detection ids)
         sample["image"] = as_image(sample["image"], f"{where}['image']", channels=self.channels)
         return self.to_tensors(self.pipeline, sample, where)
 

@@ -50,7 +50,16 @@ def resolve_source(
     )
 
 
-COCO_KEYS = {"coco": "annotations", "images": "images_root", "categories": "categories", "max_images": "max_images"}
+COCO_KEYS = {
+    "coco": "annotations",
+    "images": "images_root",
+    "categories": "categories",
+    "max_images": "max_images",
+    "negatives": "negatives",
+    "split": "split",
+    "fractions": "fractions",
+    "split_seed": "split_seed",
+}
 
 
 def coco_source(spec: dict[str, Any], channels: int) -> Source:
@@ -58,10 +67,13 @@ def coco_source(spec: dict[str, Any], channels: int) -> Source:
     unknown = sorted(set(spec) - set(COCO_KEYS))
     if unknown:
         raise DataError(f"COCO data {spec}: unknown key(s) {unknown}; use {sorted(COCO_KEYS)}")
-    dataset = COCOSubset(**{COCO_KEYS[key]: value for key, value in spec.items()}, channels=channels)
+    arguments = {COCO_KEYS[key]: value for key, value in spec.items() if value is not None}
+    dataset = COCOSubset(**arguments, channels=channels)
     chosen = f":{','.join(dataset.category_names)}" if spec.get("categories") else ""
     limit = f"[:{spec['max_images']}]" if spec.get("max_images") else ""
-    return Source(dataset, f"coco:{dataset.annotations}{chosen}{limit}", class_names=dataset.class_names)
+    part = f"@{spec['split']}" if spec.get("split") else ""
+    description = f"coco:{dataset.annotations}{chosen}{part}{limit}"
+    return Source(dataset, description, class_names=dataset.class_names)
 
 
 def _image_array(images: Any) -> Any:

@@ -2,13 +2,16 @@
 
 from visionheads.heads.autoencoder import AutoencoderHead, DenoisingHead, VAEHead
 from visionheads.heads.dense import DeepLabV3PlusHead, FPNHead, SegNetHead, UnetHead
+from visionheads.heads.detection import FasterRCNNHead, MaskRCNNHead
 from visionheads.heads.pooled import PooledLinear, PooledMLP
 
 __all__ = [
     "AutoencoderHead",
     "DeepLabV3PlusHead",
     "DenoisingHead",
+    "FasterRCNNHead",
     "FPNHead",
+    "MaskRCNNHead",
     "PooledLinear",
     "PooledMLP",
     "SegNetHead",

@@ -3,7 +3,13 @@
 Importing the package registers the built-in tasks.
 """
 
-from visionheads.tasks import autoencoder, classification, regression, segmentation  # noqa: F401  (they register themselves)
+from visionheads.tasks import (  # noqa: F401  (they register themselves)
+    autoencoder,
+    classification,
+    detection,
+    regression,
+    segmentation,
+)
 from visionheads.tasks.base import Evaluation, Task, list_tasks, register_task, task_class
 from visionheads.tasks.config import TaskConfig
 from visionheads.tasks.fitting import FitSettings

@@ -1,0 +1,120 @@
+"""R-CNN heads from torchvision's parts: an FPN over the body's stage maps, an RPN, and RoI heads (+ masks).
+
+The head gets the stage maps and the batch as torchvision's transform made it (resized, padded); it returns
+torchvision's detections (in eval mode) and its losses (in training mode). The task keeps that split inside.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
+
+ASPECT_RATIOS = (0.5, 1.0, 2.0)  # torchvision's
+ANCHOR_SIZE_PER_STRIDE = 8  # torchvision's anchors: 32 px at stride 4 ... 512 px at stride 64
+MIN_PYRAMID_STRIDE = 4  # stride-2 maps are too large to carry a pyramid level on (torchvision starts at 4 too)
+
+
+def pyramid_stages(strides: Sequence[int]) -> list[int]:
+    """The body stages the FPN reads: those of stride 4 and more (the deepest one where none is)."""
+    return [i for i, s in enumerate(strides) if s >= MIN_PYRAMID_STRIDE] or [len(strides) - 1]
+
+
+class FasterRCNNHead(nn.Module):
+    """torchvision's Faster R-CNN around any body: FPN -> RPN -> RoI heads; `num_classes` counts the background.
+
+    Its transform resizes (short side `min_size`, long side at most `max_size`) and pads a batch; normalising is
+    left to the task's pipelines. Anchor sizes default to 8x each pyramid level's stride, torchvision's rule.
+    """
+
+    with_masks = False  # Mask R-CNN adds a mask branch to the RoI heads
+
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        num_classes: int,
+        *,
+        min_size: int = 800,
+        max_size: int = 1333,
+        anchor_sizes: Sequence[int] | None = None,
+        fpn_channels: int = 256,
+        representation_size: int = 1024,
+        proposals_train: int = 2000,
+        proposals_test: int = 1000,
+        rois_per_image: int = 512,
+        score_threshold: float = 0.05,
+        nms_threshold: float = 0.5,
+        detections_per_image: int = 100,
+    ) -> None:
+        super().__init__()
+        self.stages = pyramid_stages(strides)
+        levels = [strides[i] for i in self.stages]
+        levels.append(levels[-1] * 2)  # FPN's extra level: the last one max-pooled
+        self.strides = levels
+        sizes = tuple(anchor_sizes) if anchor_sizes is not None else tuple(ANCHOR_SIZE_PER_STRIDE * s for s in levels)
+        if len(sizes) != len(levels):
+            raise ValueError(f"anchor_sizes {list(sizes)} must give one size per pyramid level (strides {levels})")
+        self.transform = GeneralizedRCNNTransform(
+            min_size, max_size, image_mean=[0.0], image_std=[1.0], size_divisible=max(32, levels[-1])
+        )
+        self.fpn = FeaturePyramidNetwork(
+            [in_channels[i] for i in self.stages], fpn_channels, extra_blocks=LastLevelMaxPool()
+        )
+        names = [str(level) for level in range(len(self.stages))]  # the pooled level ("pool") takes no RoIs
+        anchors = AnchorGenerator(tuple((size,) for size in sizes), (ASPECT_RATIOS,) * len(sizes))
+        self.rpn = RegionProposalNetwork(
+            anchors,
+            RPNHead(fpn_channels, anchors.num_anchors_per_location()[0]),
+            fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
+            pre_nms_top_n={"training": proposals_train, "testing": proposals_test},
+            post_nms_top_n={"training": proposals_train, "testing": proposals_test},
+            nms_thresh=0.7,
+        )  # fmt: skip
+        box_pool = MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2)
+        self.roi_heads = RoIHeads(
+            box_pool,
+            TwoMLPHead(fpn_channels * 7 * 7, representation_size),
+            FastRCNNPredictor(representation_size, num_classes),
+            fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=rois_per_image, positive_fraction=0.25,
+            bbox_reg_weights=None, score_thresh=score_threshold, nms_thresh=nms_threshold,
+            detections_per_img=detections_per_image,
+        )  # fmt: skip
+        if self.with_masks:
+            self.roi_heads.mask_roi_pool = MultiScaleRoIAlign(names, output_size=14, sampling_ratio=2)
+            self.roi_heads.mask_head = MaskRCNNHeads(fpn_channels, (256, 256, 256, 256), 1)
+            self.roi_heads.mask_predictor = MaskRCNNPredictor(256, 256, num_classes)
+
+    def forward(
+        self,
+        features: list[torch.Tensor],
+        images: ImageList,
+        targets: list[dict[str, torch.Tensor]] | None = None,
+    ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+        """features: the body's stage maps of `images.tensors` (B, C, H, W), fine to coarse; targets (training):
+        per image `boxes` (N, 4) xyxy in `images`' pixels, `labels` (N,) in 1..K, `masks` (N, H, W) for masks.
+
+        Returns: detections per image (eval mode: boxes, labels, scores[, masks (N, 1, H, W) probabilities]) at the
+        transformed size, and the named losses (training mode).
+        """
+        maps = self.fpn(OrderedDict((str(level), features[i]) for level, i in enumerate(self.stages)))
+        proposals, rpn_losses = self.rpn(images, maps, targets)
+        detections, roi_losses = self.roi_heads(maps, proposals, images.image_sizes, targets)
+        return detections, rpn_losses | roi_losses
+
+
+class MaskRCNNHead(FasterRCNNHead):
+    """torchvision's Mask R-CNN around any body: Faster R-CNN plus a mask branch (instance masks)."""
+
+    with_masks = True
