@@ -134,6 +134,8 @@ def _predict(args: argparse.Namespace) -> int:
     import visionheads as vh
 
     task = vh.Task.load(args.checkpoint)
+    if task.name == "siamese":
+        return _compare(task, args.images)
     results = task.predict(args.images)
     if task.name == "detection":
         return _write_detections(task, args.images, results, Path(args.out))
@@ -145,6 +147,16 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             shown = {k: v for k, v in result.items() if k != "probs"} if isinstance(result, dict) else result
         echo(f"{image}: {shown}")
+    return 0
+
+
+def _compare(task: Any, images: list[str]) -> int:
+    if len(images) != 2:
+        print("visionheads: error: a siamese task compares two images: predict CKPT a.png b.png", file=sys.stderr)
+        return 2
+    (result,) = task.predict([(images[0], images[1])])
+    verdict = "same" if result["same"] else "different"
+    echo(f"{images[0]} vs {images[1]}: similarity {result['score']:.4f} -> {verdict}")
     return 0
 
 

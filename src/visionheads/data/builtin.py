@@ -20,10 +20,29 @@ def _split_arg(name: str, args: list[str]) -> str:
 
 
 def _digits_source(args: list[str], channels: int) -> Source:
-    split = _split_arg("digits", args)
-    samples = digits(split)
+    # digits[:split[:classes]]: classes as a range or list of digits (0-6, 7,8,9), relabelled 0..k-1 in that order.
+    split = _split_arg("digits", args[:1])
+    if len(args) > 2:
+        raise DataError(f"digits:{':'.join(args)}: write digits, digits:SPLIT or digits:SPLIT:CLASSES (e.g. 0-6)")
+    samples = digits(split, classes=_digit_list(args[1]) if len(args) > 1 else None)
     dataset = samples if channels == 1 else _Channels(samples, channels)
-    return Source(dataset, f"digits:{split}", class_names=samples.class_names, flips_ok=False, val="digits:val")
+    suffix = f":{args[1]}" if len(args) > 1 else ""
+    return Source(dataset, f"digits:{split}{suffix}", class_names=samples.class_names, flips_ok=False,
+                  val=f"digits:val{suffix}")  # fmt: skip
+
+
+def _digit_list(text: str) -> list[int]:
+    try:
+        if "-" in text:
+            low, high = (int(v) for v in text.split("-"))
+            chosen = list(range(low, high + 1))
+        else:
+            chosen = [int(v) for v in text.split(",")]
+    except ValueError:
+        chosen = []
+    if not chosen or any(not 0 <= d <= 9 for d in chosen) or len(set(chosen)) != len(chosen):
+        raise DataError(f"digits classes {text!r}: give a range such as 0-6 or a list such as 7,8,9 of digits 0-9")
+    return chosen
 
 
 register_dataset("digits", _digits_source)

@@ -32,7 +32,14 @@ def digits_arrays(split: str = "train", *, size: int = 32, seed: int = 0) -> tup
     return upscaled, data.target[chosen].astype(np.int64)
 
 
-def digits(split: str = "train", *, size: int = 32, seed: int = 0) -> ArraySamples:
-    """The `digits` split as sample dicts with `image` (size x size x 1) and `label`."""
+def digits(split: str = "train", *, size: int = 32, seed: int = 0, classes: list[int] | None = None) -> ArraySamples:
+    """The `digits` split as sample dicts with `image` (size x size x 1) and `label`; only `classes` (digits,
+    relabelled 0..k-1 in that order) where given."""
     images, labels = digits_arrays(split, size=size, seed=seed)
-    return ArraySamples(images[:, :, :, None], label=labels, class_names=DIGIT_NAMES)
+    if classes is None:
+        return ArraySamples(images[:, :, :, None], label=labels, class_names=DIGIT_NAMES)
+    keep = np.isin(labels, classes)
+    relabel = np.full(10, -1)
+    relabel[classes] = np.arange(len(classes))
+    names = [DIGIT_NAMES[c] for c in classes]
+    return ArraySamples(images[keep][:, :, :, None], label=relabel[labels[keep]], class_names=names)

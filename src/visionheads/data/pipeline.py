@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, get_worker_info
 
 from visionheads.data.samples import as_image, require_keys
 
@@ -133,13 +133,21 @@ def make_loader(
     shuffle: torch.Generator | None = None,
     num_workers: int = 0,
     drop_last: bool = False,
+    batch_sampler: Sampler | None = None,
 ) -> DataLoader:
     """Batches of `dataset`, shuffled by the generator `shuffle` when given (training).
 
     Iterating never draws from torch's global random state, and the order has a generator of its own: the
     DataLoader draws its workers' base seed from another one as each epoch's iterator is made, which Lightning
-    does at different moments for a fresh and a resumed epoch.
+    does at different moments for a fresh and a resumed epoch. A `batch_sampler` (e.g. P x K batches) replaces
+    batch_size, shuffle and drop_last.
     """
+    if batch_sampler is not None:
+        return DataLoader(
+            dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate_fn,
+            generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available(),
+            persistent_workers=num_workers > 0,
+        )  # fmt: skip
     return DataLoader(
         dataset,
         batch_size=batch_size,

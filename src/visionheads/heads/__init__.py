@@ -3,12 +3,14 @@
 from visionheads.heads.autoencoder import AutoencoderHead, DenoisingHead, VAEHead
 from visionheads.heads.dense import DeepLabV3PlusHead, FPNHead, SegNetHead, UnetHead
 from visionheads.heads.detection import FasterRCNNHead, MaskRCNNHead
+from visionheads.heads.embedding import EmbeddingHead
 from visionheads.heads.pooled import PooledLinear, PooledMLP
 
 __all__ = [
     "AutoencoderHead",
     "DeepLabV3PlusHead",
     "DenoisingHead",
+    "EmbeddingHead",
     "FasterRCNNHead",
     "FPNHead",
     "MaskRCNNHead",

@@ -34,6 +34,7 @@ def pyramid_stages(strides: Sequence[int]) -> list[int]:
 class FasterRCNNHead(nn.Module):
     """torchvision's Faster R-CNN around any body: FPN -> RPN -> RoI heads; `num_classes` counts the background.
 
+    `mask_channels` is the width of the mask branch (Mask R-CNN only; torchvision's 256 costs most of a CPU step).
     Its transform resizes (short side `min_size`, long side at most `max_size`) and pads a batch; normalising is
     left to the task's pipelines. Anchor sizes default to 8x each pyramid level's stride, torchvision's rule.
     """
@@ -57,6 +58,7 @@ class FasterRCNNHead(nn.Module):
         score_threshold: float = 0.05,
         nms_threshold: float = 0.5,
         detections_per_image: int = 100,
+        mask_channels: int = 256,
     ) -> None:
         super().__init__()
         self.stages = pyramid_stages(strides)
@@ -93,8 +95,8 @@ class FasterRCNNHead(nn.Module):
         )  # fmt: skip
         if self.with_masks:
             self.roi_heads.mask_roi_pool = MultiScaleRoIAlign(names, output_size=14, sampling_ratio=2)
-            self.roi_heads.mask_head = MaskRCNNHeads(fpn_channels, (256, 256, 256, 256), 1)
-            self.roi_heads.mask_predictor = MaskRCNNPredictor(256, 256, num_classes)
+            self.roi_heads.mask_head = MaskRCNNHeads(fpn_channels, (mask_channels,) * 4, 1)
+            self.roi_heads.mask_predictor = MaskRCNNPredictor(mask_channels, mask_channels, num_classes)
 
     def forward(
         self,

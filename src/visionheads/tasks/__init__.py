@@ -9,6 +9,7 @@ from visionheads.tasks import (  # noqa: F401  (they register themselves)
     detection,
     regression,
     segmentation,
+    siamese,
 )
 from visionheads.tasks.base import Evaluation, Task, list_tasks, register_task, task_class
 from visionheads.tasks.config import TaskConfig

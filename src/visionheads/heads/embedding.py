@@ -1,0 +1,51 @@
+"""Embedding head: the deepest map pooled, projected, and L2-normalised (a point on the unit sphere per image)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class EmbeddingHead(nn.Module):
+    """Average pool -> linear -> BN -> ReLU -> linear to `embedding_dim` -> L2 norm (both inputs of a pair share it).
+
+    `hidden_dim=0` projects with one linear layer. Cosine similarity of two embeddings is their dot product.
+    """
+
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        embedding_dim: int,
+        *,
+        hidden_dim: int = 256,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        del strides  # a pooled head is resolution-free
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        width = in_channels[-1]
+        if hidden_dim:
+            layers: list[nn.Module] = [nn.Linear(width, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU()]
+            layers += [nn.Dropout(dropout), nn.Linear(hidden_dim, embedding_dim)]
+        else:
+            layers = [nn.Dropout(dropout), nn.Linear(width, embedding_dim)]
+        self.classifier = _Normalised(nn.Sequential(*layers))  # named as pooled heads name it (strategy="features")
+
+    def pooled(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """features: stage maps, fine to coarse. Returns: the deepest map averaged, (B, C)."""
+        return self.pool(features[-1])
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """features: stage maps, fine to coarse. Returns: unit-length embeddings (B, embedding_dim)."""
+        return self.classifier(self.pooled(features))
+
+
+class _Normalised(nn.Module):
+    def __init__(self, projection: nn.Module) -> None:
+        super().__init__()
+        self.projection = projection
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projection(pooled).float(), dim=1)

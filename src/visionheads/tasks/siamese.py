@@ -1,0 +1,257 @@
+"""Siamese similarity: one body and an embedding head shared by both inputs of a pair; P x K batches with
+contrastive, triplet or normalised-softmax losses; verification ROC-AUC, recall@k, prototype accuracy on classes
+never seen in training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from visionheads.backbones import Backbone
+from visionheads.data.catalog import Source
+from visionheads.data.folders import ClassFolders
+from visionheads.data.pipeline import make_loader
+from visionheads.data.sampling import PKBatchSampler, labels_of
+from visionheads.data.transforms import eval_pipeline, train_pipeline
+from visionheads.engine import default_workers
+from visionheads.errors import ConfigError, DataError
+from visionheads.heads.embedding import EmbeddingHead
+from visionheads.metrics.similarity import EmbeddingMetrics
+from visionheads.tasks.base import Evaluation, HeadOnBody, Task, register_task
+from visionheads.tasks.config import TaskConfig
+from visionheads.tasks.history import History
+
+LOSSES = ("norm_softmax", "triplet", "contrastive")
+MINING = ("hard", "all")
+DEFAULT_MARGINS = {"triplet": 0.2, "contrastive": 1.0}  # distances of unit vectors lie in [0, 2]
+
+
+@dataclass(frozen=True)
+class SiameseConfig(TaskConfig):
+    """Siamese arguments: those of every task, plus these (`hidden_dim`, `dropout` sit with the head)."""
+
+    embedding_dim: int = 64
+    loss: str = "norm_softmax"  # norm_softmax (a cosine classifier, NormFace), triplet, or contrastive
+    margin: float | None = None  # triplet / contrastive; None: 0.2 / 1.0
+    mining: str = "hard"  # triplet: "hard" (hardest positive and negative per anchor) or "all" (every triplet)
+    temperature: float = 0.05  # norm_softmax: cosine logits divided by this
+    images_per_class: int = 4  # K of the P x K training batches (P = batch_size // K)
+    shots: int = 5  # support images per class for prototype accuracy
+    augment: bool = True  # affine and brightness jitter in training
+    threshold: float | None = None  # the cosine cut for "same", chosen on validation data by fit
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss={self.loss!r}; use one of {LOSSES}")
+        if self.mining not in MINING:
+            raise ConfigError(f"mining={self.mining!r}; use one of {MINING}")
+        if self.images_per_class < 2:
+            raise ConfigError(f"images_per_class={self.images_per_class}; a batch needs 2 or more per class (pairs)")
+
+
+@register_task
+class SiameseTask(Task):
+    """`Task("siamese", backbone=..., embedding_dim=64)`: how alike two images are, and classes from a few examples."""
+
+    name = "siamese"
+    config_type = SiameseConfig
+    monitor = ("val_prototype_accuracy", "max")
+    # 1. heads: pooled deepest map -> projection -> unit vector; the same weights for both inputs of a pair
+    heads = {"embedding": EmbeddingHead}
+    default_head = "embedding"
+
+    def head_outputs(self) -> tuple[int, int]:
+        return (self.config.embedding_dim, self.num_classes or 0)  # the proxies follow the training classes
+
+    def build_model(self, body: Backbone) -> HeadOnBody:
+        head = EmbeddingHead(body.channels, body.strides, self.config.embedding_dim, **self.head_arguments(body))
+        model = HeadOnBody(body, head)
+        if self.config.loss == "norm_softmax" and self.num_classes:
+            model.proxies = nn.Linear(self.config.embedding_dim, self.num_classes, bias=False)  # one per class
+        return model
+
+    # 2. data: labelled images; P x K batches in training
+    def sample_keys(self) -> tuple[str, ...]:
+        return ("image", "label")
+
+    def source_from_path(self, path: Path, channels: int) -> Source:
+        dataset = ClassFolders(path, channels=channels)
+        return Source(dataset, str(path), class_names=dataset.class_names)
+
+    def check_data(self, source: Source, *, fitting: bool) -> None:
+        # Evaluation data may hold classes never seen in training: that is what the task is for.
+        if fitting:
+            self.check_class_names(source, fitting=True)
+            if self.class_names is None:
+                labels = labels_of(source.dataset)
+                names = source.class_names or [str(i) for i in range(int(labels.max()) + 1)]
+                self.set_config(class_names=tuple(names))
+
+    def train_transform(self, source: Source) -> Any:
+        config = self.config
+        if not config.augment:
+            return self.eval_transform()
+        return train_pipeline(config.image_size, config.mean, config.std, flips=source.flips_ok)
+
+    def eval_transform(self) -> Any:
+        return eval_pipeline(self.config.image_size, self.config.mean, self.config.std)
+
+    def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, torch.Tensor]:
+        label = sample["label"]
+        if isinstance(label, (bool, float)) or not isinstance(label, (int, np.integer)) or label < 0:
+            raise DataError(f"{where}['label']: {label!r}; a label is a class index >= 0")
+        return {"image": pipeline(image=sample["image"])["image"], "label": torch.tensor(int(label))}
+
+    def data_loader(
+        self, data: Any, *, train: bool, batch_size: int = 32, num_workers: int | None = None
+    ) -> DataLoader:
+        """As Task.data_loader; training batches are P classes x K images (`images_per_class`), P = batch_size // K."""
+        if not train:
+            return super().data_loader(data, train=False, batch_size=batch_size, num_workers=num_workers)
+        source = data if isinstance(data, Source) else self.source(data, fitting=True)
+        per_class = self.config.images_per_class
+        sampler = PKBatchSampler(labels_of(source.dataset), max(2, batch_size // per_class), per_class,
+                                 self._clock.generator)  # fmt: skip
+        return make_loader(
+            self._transformed(source, self.train_transform(source), clock=self._clock),
+            batch_size=batch_size, collate_fn=self.collate, seed=self.config.seed, batch_sampler=sampler,
+            num_workers=default_workers() if num_workers is None else num_workers,
+        )  # fmt: skip
+
+    # 3. losses, on the embeddings of a P x K batch
+    def losses(self, outputs: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """outputs: unit embeddings (B, D); batch["label"]: (B,)."""
+        config, labels = self.config, batch["label"]
+        margin = config.margin if config.margin is not None else DEFAULT_MARGINS.get(config.loss, 0.0)
+        if config.loss == "norm_softmax":
+            if not hasattr(self.model, "proxies"):
+                return {}  # evaluation data of classes never trained on: no classifier loss there
+            if int(labels.max()) >= self.model.proxies.out_features:
+                return {}
+            return {"norm_softmax": normalised_softmax(outputs, labels, self.model.proxies.weight, config.temperature)}
+        if config.loss == "triplet":
+            return {"triplet": triplet_loss(outputs, labels, margin, hard=config.mining == "hard")}
+        return {"contrastive": contrastive_loss(outputs, labels, margin)}
+
+    def evaluation_losses(self, outputs: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {}  # evaluation batches are not P x K and may hold unseen classes: judged by the metrics alone
+
+    # 4. metrics: all pairs of the evaluated data
+    def new_metrics(self) -> EmbeddingMetrics:
+        return EmbeddingMetrics(threshold=self.config.threshold, shots=self.config.shots, seed=self.config.seed)
+
+    def update_metrics(self, metrics: EmbeddingMetrics, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
+        metrics.update(outputs.float(), batch["label"])
+
+    def fit(self, train: Any, val: Any = None, **settings: Any) -> History:
+        """As Task.fit; with validation data, the "same" threshold is then chosen on it (best balanced accuracy)."""
+        history = super().fit(train, val, **settings)
+        if val is not False and (val is not None or self.source(train).val is not None):
+            chosen = self.evaluation(val if val is not None else self.source(train).val, progress=False)
+            if "best_threshold" in chosen.metrics:
+                self.set_config(threshold=chosen.metrics["best_threshold"])
+        return history
+
+    # 5. predictions: embeddings; pairs as same/different with their similarity
+    def decode(self, outputs: torch.Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        return list(outputs.float().cpu().numpy())
+
+    def predict(self, images: Any, *, batch_size: int = 64) -> list[Any]:
+        """Embeddings (D,) of images; for pairs `[(a, b), ...]`, `{"same": bool, "score": cosine similarity}`."""
+        if isinstance(images, list) and images and all(isinstance(p, tuple) and len(p) == 2 for p in images):
+            scores = self.similarity([a for a, _ in images], [b for _, b in images])
+            cut = self.config.threshold if self.config.threshold is not None else 0.5
+            return [{"same": bool(score >= cut), "score": float(score)} for score in scores]
+        return super().predict(images, batch_size=batch_size)
+
+    def embed(self, images: Any, *, batch_size: int = 64) -> np.ndarray:
+        """Unit embeddings (N, D) of images (paths, arrays or a batch)."""
+        return np.stack(super().predict(images, batch_size=batch_size))
+
+    def similarity(self, a: Any, b: Any) -> np.ndarray:
+        """Cosine similarity (N,) of the images of `a` and `b`, pair by pair (1: alike, -1: opposite)."""
+        first, second = self.embed(a), self.embed(b)
+        if len(first) != len(second):
+            raise DataError(f"similarity: {len(first)} images in a but {len(second)} in b; give pairs")
+        return (first * second).sum(axis=1)
+
+    def identify(self, queries: Any, support: Any, support_labels: Any, *, k: int | None = None) -> list[dict]:
+        """Each query's label: that of the nearest class mean of the support embeddings (`k` images per label at
+        most; None: all), with its similarity. Labels need not be classes seen in training."""
+        labels = np.asarray(support_labels)
+        shots = self.embed(support)
+        if len(shots) != len(labels):
+            raise DataError(f"identify: {len(shots)} support images but {len(labels)} support labels")
+        names = list(dict.fromkeys(labels.tolist()))
+        means = np.stack([shots[labels == name][:k].mean(axis=0) for name in names])
+        means /= np.linalg.norm(means, axis=1, keepdims=True)
+        scores = self.embed(queries) @ means.T
+        return [
+            {"label": names[int(i)], "score": float(row[i])} for row, i in zip(scores, scores.argmax(1), strict=True)
+        ]
+
+    # 6. figures: a 2-D map of the embeddings; distances of same and different pairs with the threshold
+    def figures(self, evaluation: Evaluation, out_dir: Path) -> list[Path]:
+        from visionheads.viz.siamese import plot_embedding_map, plot_pair_distances
+
+        dataset = evaluation.source.dataset
+        count = min(len(dataset), 1000)
+        samples = [dataset[i] for i in range(count)]
+        embeddings = self.embed([s["image"] for s in samples])
+        labels = np.asarray([int(s["label"]) for s in samples])
+        names = evaluation.source.class_names or [str(i) for i in range(int(labels.max()) + 1)]
+        seen = set(self.class_names or [])
+        return [
+            plot_embedding_map(
+                embeddings, labels, names, [name not in seen for name in names], out_dir / "embeddings.png"
+            ),
+            plot_pair_distances(embeddings, labels, self.config.threshold, out_dir / "pair_similarity.png"),
+        ]
+
+
+def _distances(embeddings: torch.Tensor) -> torch.Tensor:
+    # Unit vectors: |a - b|^2 = 2 - 2 a.b; clamped so the square root has a gradient at 0.
+    return (2 - 2 * embeddings.float() @ embeddings.float().T).clamp(min=1e-12).sqrt()
+
+
+def normalised_softmax(embeddings: torch.Tensor, labels: torch.Tensor, proxies: torch.Tensor, temperature: float):
+    """Cross-entropy of cosine similarities to one learnt proxy per class, divided by `temperature` (NormFace)."""
+    logits = embeddings.float() @ F.normalize(proxies.float(), dim=1).T / temperature
+    return F.cross_entropy(logits, labels)
+
+
+def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float, *, hard: bool) -> torch.Tensor:
+    """Triplet margin loss inside the batch: per anchor its hardest positive and negative (`hard`), or the mean
+    over all triplets that still violate the margin (batch-all)."""
+    distances = _distances(embeddings)
+    same = labels[:, None] == labels[None, :]
+    other = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    positive, negative = same & other, ~same
+    if hard:
+        hardest_positive = distances.masked_fill(~positive, 0).max(dim=1).values
+        hardest_negative = distances.masked_fill(~negative, float("inf")).min(dim=1).values
+        valid = positive.any(dim=1) & negative.any(dim=1)
+        return F.relu(hardest_positive - hardest_negative + margin)[valid].mean()
+    violations = distances[:, :, None] - distances[:, None, :] + margin  # (anchor, positive, negative)
+    mask = positive[:, :, None] & negative[:, None, :]
+    values = F.relu(violations[mask])
+    active = values > 1e-12
+    return values[active].mean() if active.any() else values.sum() * 0
+
+
+def contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Hadsell et al.: squared distance of same-class pairs, squared shortfall from `margin` of different ones."""
+    distances = _distances(embeddings)
+    same = labels[:, None] == labels[None, :]
+    other = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    pulled = distances[same & other].square().mean()
+    pushed = F.relu(margin - distances[~same]).square().mean()
+    return (pulled + pushed) / 2
