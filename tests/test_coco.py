@@ -196,7 +196,7 @@ def test_a_coco_dict_as_in_recipes_chooses_categories_and_images():
     assert source.class_names == ["background", "triangle", "circle"] and len(source.dataset) == 10
     assert source.description == f"coco:{folder / 'annotations.json'}:triangle,circle[:10]"
     assert set(np.unique(source.dataset[0]["mask"])) <= {0, 1, 2}
-    with pytest.raises(vh.DataError, match=r"unknown key\(s\) \['category'\]; use \['categories', 'coco', 'images'"):
+    with pytest.raises(vh.DataError, match=r"unknown key\(s\) \['category'\]; use \['categories', 'coco', 'fractions'"):
         resolve_source({"coco": "x.json", "category": ["cat"]}, channels=3, target_key="mask", from_path=None)
 
 
