@@ -7,7 +7,9 @@ The plain side is ../shared/baselines/siamese_digits_unseen.py as it stands (thr
 images: verification ROC-AUC on all pairs of seen-class test digits, and prototype accuracy on the unseen 7-9
 with 5 support images per class, the mean of 20 seeded support draws.
 
-    python bench/siamese_vs_plain.py [--epochs 30] [--seeds 0 1 2]
+    python bench/siamese_vs_plain.py [--epochs 30] [--seeds 0 1 2] [loss=triplet ...]
+
+(key=value overrides of the recipe's task section, to compare settings on the same footing.)
 """
 
 from __future__ import annotations
@@ -104,11 +106,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("overrides", nargs="*", help="key=value for the recipe's task section, e.g. loss=triplet")
     args = parser.parse_args()
-    from visionheads.recipes import load_recipe
+    from visionheads.recipes import load_recipe, parse_overrides
 
     recipe = load_recipe("tasks/siamese_digits_unseen.yaml")
     recipe["task"].pop("name")
+    recipe["task"].update(parse_overrides(args.overrides))
     x_train, y_train, x_test, y_test = digits_split()
     rows = {"plain batch-hard triplet CNN": [], "siamese task (recipe)": []}
     for seed in args.seeds:

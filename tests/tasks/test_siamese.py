@@ -152,3 +152,18 @@ def test_figures_and_the_cli_compare_two_images(seen_digits_task, tmp_path, caps
     assert main(["predict", str(checkpoint), str(tmp_path / "a.png"), str(tmp_path / "b.png")]) == 0
     assert "similarity" in capsys.readouterr().out
     assert main(["predict", str(checkpoint), str(tmp_path / "a.png")]) == 2
+
+
+def test_embed_from_pooled_uses_the_body_map_under_the_projection(seen_digits_task):
+    task, _ = seen_digits_task
+    projection = task.evaluate("digits:test:7-9")["prototype_accuracy"]
+    task.set_config(embed_from="pooled")
+    try:
+        pooled = task.evaluate("digits:test:7-9")["prototype_accuracy"]
+        embeddings = task.embed(digits("test")[0]["image"][None])
+        assert embeddings.shape == (1, 120)  # LeNet-5's deepest map: 120 channels, pooled
+    finally:
+        task.set_config(embed_from="projection")
+    assert pooled > 0.7 and pooled != projection
+    with pytest.raises(vh.ConfigError, match="embed_from='middle'"):
+        vh.Task("siamese", backbone="lenet5", embed_from="middle")

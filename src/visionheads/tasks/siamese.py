@@ -24,12 +24,13 @@ from visionheads.engine import default_workers
 from visionheads.errors import ConfigError, DataError
 from visionheads.heads.embedding import EmbeddingHead
 from visionheads.metrics.similarity import EmbeddingMetrics
-from visionheads.tasks.base import Evaluation, HeadOnBody, Task, register_task
+from visionheads.tasks.base import FEATURES, Evaluation, HeadOnBody, Task, register_task
 from visionheads.tasks.config import TaskConfig
 from visionheads.tasks.history import History
 
 LOSSES = ("norm_softmax", "triplet", "contrastive")
 MINING = ("hard", "all")
+EMBED_FROM = ("projection", "pooled")
 DEFAULT_MARGINS = {"triplet": 0.2, "contrastive": 1.0}  # distances of unit vectors lie in [0, 2]
 
 
@@ -46,6 +47,7 @@ class SiameseConfig(TaskConfig):
     shots: int = 5  # support images per class for prototype accuracy
     augment: bool = True  # affine and brightness jitter in training
     threshold: float | None = None  # the cosine cut for "same", chosen on validation data by fit
+    embed_from: str = "projection"  # what embed() and the metrics use: the head's "projection", or the "pooled" map
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -53,6 +55,8 @@ class SiameseConfig(TaskConfig):
             raise ConfigError(f"loss={self.loss!r}; use one of {LOSSES}")
         if self.mining not in MINING:
             raise ConfigError(f"mining={self.mining!r}; use one of {MINING}")
+        if self.embed_from not in EMBED_FROM:
+            raise ConfigError(f"embed_from={self.embed_from!r}; use one of {EMBED_FROM}")
         if self.images_per_class < 2:
             raise ConfigError(f"images_per_class={self.images_per_class}; a batch needs 2 or more per class (pairs)")
 
@@ -143,6 +147,15 @@ class SiameseTask(Task):
 
     def evaluation_losses(self, outputs: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return {}  # evaluation batches are not P x K and may hold unseen classes: judged by the metrics alone
+
+    def evaluation_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The embeddings judged and returned: the projection's, or (`embed_from="pooled"`) the body's pooled deepest
+        map, L2-normalised: the loss shapes the projection to the training classes, and the map under it carries
+        more of what tells classes never seen apart (docs/siamese.md)."""
+        if self.config.embed_from == "projection":
+            return self.model_outputs(batch)
+        pooled = batch[FEATURES] if FEATURES in batch else self.head.pooled(self.backbone(batch["image"]))
+        return F.normalize(pooled.float(), dim=1)
 
     # 4. metrics: all pairs of the evaluated data
     def new_metrics(self) -> EmbeddingMetrics:
