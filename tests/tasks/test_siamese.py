@@ -167,3 +167,10 @@ def test_embed_from_pooled_uses_the_body_map_under_the_projection(seen_digits_ta
     assert pooled > 0.7 and pooled != projection
     with pytest.raises(vh.ConfigError, match="embed_from='middle'"):
         vh.Task("siamese", backbone="lenet5", embed_from="middle")
+
+
+def test_labels_beyond_the_class_names_are_a_data_error_before_training():
+    images = np.zeros((6, 16, 16, 1), dtype=np.uint8)
+    task = vh.Task("siamese", backbone="lenet5", in_chans=1, image_size=SIDE, class_names=["a", "b"])
+    with pytest.raises(vh.DataError, match=r"labels span 0..4 but there are 2 classes \(a, b\)"):
+        task.fit((images, np.array([0, 1, 2, 3, 4, 0])), epochs=1, **FAST)

@@ -156,8 +156,9 @@ class COCOSubset(Dataset):
         image_ids = [i for i in image_ids if self._annotations_of(i)]  # not images with crowd regions only
         if self.negatives:  # every image of the file: those without a chosen object teach "nothing here"
             image_ids = sorted(self.coco.imgs)
-        if self.split is not None:
-            image_ids = self._split_part(image_ids)
+        if self.split is not None:  # cut over every image of the file: parts stay apart whatever categories are chosen
+            part = set(self._split_part(sorted(self.coco.imgs)))
+            image_ids = [i for i in image_ids if i in part]
         return image_ids[:max_images] if max_images is not None else image_ids
 
     def _split_part(self, image_ids: list[int]) -> list[int]:

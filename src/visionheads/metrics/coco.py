@@ -73,20 +73,19 @@ class COCOEvaluation(Metric):
                 self._add(self.truth_rows, self.truth_bytes, self.truth_shapes, image_id, truth, None, "labels")
 
     def _add(self, rows: list, rle_bytes: list, rle_shapes: list, image_id: int, found: dict, scores: Any, ids: str):
-        boxes = torch.as_tensor(np.asarray(found["boxes"]), dtype=torch.float64).reshape(-1, 4).cpu()
+        boxes = torch.from_numpy(_numpy(found["boxes"], np.float64)).reshape(-1, 4)
         count = len(boxes)
-        scores = torch.ones(count) if scores is None else torch.as_tensor(np.asarray(scores))
+        scores = np.ones(count) if scores is None else _numpy(scores, np.float64)
         row = [
             torch.full((count, 1), float(image_id), dtype=torch.float64),
             torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1),  # xywh
-            scores.to(torch.float64).reshape(-1, 1).cpu(),
-            torch.as_tensor(np.asarray(found[ids]), dtype=torch.float64).reshape(-1, 1).cpu(),
+            torch.from_numpy(scores).reshape(-1, 1),
+            torch.from_numpy(_numpy(found[ids], np.float64)).reshape(-1, 1),
         ]
         rows.append(torch.cat(row, dim=1).to(self.device))  # (N, 7): image, x, y, w, h, score, category
         if "segm" in self.iou_types:
-            masks = found["masks"]
-            masks = masks.detach().cpu().numpy() if torch.is_tensor(masks) else np.asarray(masks)
-            encoded, shapes = _encode_masks(masks.astype(bool).reshape(count, *masks.shape[-2:]))
+            masks = _numpy(found["masks"], bool)
+            encoded, shapes = _encode_masks(masks.reshape(count, *masks.shape[-2:]))
             rle_bytes.append(encoded.to(self.device))
             rle_shapes.append(shapes.to(self.device))
 
@@ -190,6 +189,13 @@ def precision_at_iou(evaluation: COCOeval | None, iou: float) -> np.ndarray:
         return np.zeros((0, 101))
     t = int(np.argmin(np.abs(evaluation.params.iouThrs - iou)))
     return evaluation.eval["precision"][t, :, :, 0, -1].T
+
+
+def _numpy(values: Any, dtype: Any) -> np.ndarray:
+    """A tensor (on any device) or array-like as a NumPy array of `dtype`."""
+    if torch.is_tensor(values):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values).astype(dtype, copy=False)
 
 
 def _encode_masks(masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -94,10 +94,15 @@ class SiameseTask(Task):
         # Evaluation data may hold classes never seen in training: that is what the task is for.
         if fitting:
             self.check_class_names(source, fitting=True)
+            labels = labels_of(source.dataset)
             if self.class_names is None:
-                labels = labels_of(source.dataset)
                 names = source.class_names or [str(i) for i in range(int(labels.max()) + 1)]
                 self.set_config(class_names=tuple(names))
+            if labels.min() < 0 or labels.max() >= self.num_classes:
+                raise DataError(
+                    f"{source.description}: labels span {int(labels.min())}..{int(labels.max())} but there are "
+                    f"{self.num_classes} classes ({', '.join(self.class_names)}); labels are 0..{self.num_classes - 1}"
+                )
 
     def train_transform(self, source: Source) -> Any:
         config = self.config
@@ -136,11 +141,13 @@ class SiameseTask(Task):
         config, labels = self.config, batch["label"]
         margin = config.margin if config.margin is not None else DEFAULT_MARGINS.get(config.loss, 0.0)
         if config.loss == "norm_softmax":
-            if not hasattr(self.model, "proxies"):
-                return {}  # evaluation data of classes never trained on: no classifier loss there
-            if int(labels.max()) >= self.model.proxies.out_features:
-                return {}
-            return {"norm_softmax": normalised_softmax(outputs, labels, self.model.proxies.weight, config.temperature)}
+            proxies = getattr(self.model, "proxies", None)
+            if proxies is None or int(labels.max()) >= proxies.out_features:
+                raise DataError(
+                    f"label {int(labels.max())} but the task knows {self.num_classes or 0} training classes "
+                    f"({self.class_names}); give class names that cover every label"
+                )
+            return {"norm_softmax": normalised_softmax(outputs, labels, proxies.weight, config.temperature)}
         if config.loss == "triplet":
             return {"triplet": triplet_loss(outputs, labels, margin, hard=config.mining == "hard")}
         return {"contrastive": contrastive_loss(outputs, labels, margin)}
