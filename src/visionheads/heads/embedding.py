@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from visionheads.heads.pooled import PooledLinear, _pool
+
 
 class EmbeddingHead(nn.Module):
     """Average pool -> linear -> BN -> ReLU -> linear to `embedding_dim` -> L2 norm (both inputs of a pair share it).
@@ -24,8 +26,7 @@ class EmbeddingHead(nn.Module):
     ) -> None:
         super().__init__()
         del strides  # a pooled head is resolution-free
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-        width = in_channels[-1]
+        self.pool, width = _pool(in_channels[-1], 1)
         if hidden_dim:
             layers: list[nn.Module] = [nn.Linear(width, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU()]
             layers += [nn.Dropout(dropout), nn.Linear(hidden_dim, embedding_dim)]
@@ -33,9 +34,7 @@ class EmbeddingHead(nn.Module):
             layers = [nn.Dropout(dropout), nn.Linear(width, embedding_dim)]
         self.classifier = _Normalised(nn.Sequential(*layers))  # named as pooled heads name it (strategy="features")
 
-    def pooled(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """features: stage maps, fine to coarse. Returns: the deepest map averaged, (B, C)."""
-        return self.pool(features[-1])
+    pooled = PooledLinear.pooled  # the deepest map averaged, (B, C)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """features: stage maps, fine to coarse. Returns: unit-length embeddings (B, embedding_dim)."""
