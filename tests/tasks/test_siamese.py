@@ -174,3 +174,12 @@ def test_labels_beyond_the_class_names_are_a_data_error_before_training():
     task = vh.Task("siamese", backbone="lenet5", in_chans=1, image_size=SIDE, class_names=["a", "b"])
     with pytest.raises(vh.DataError, match=r"labels span 0..4 but there are 2 classes \(a, b\)"):
         task.fit((images, np.array([0, 1, 2, 3, 4, 0])), epochs=1, **FAST)
+
+
+def test_the_features_strategy_trains_the_projection_on_cached_body_features():
+    task = vh.Task("siamese", backbone="lenet5", in_chans=1, image_size=SIDE, embedding_dim=16)
+    before = [p.detach().clone() for p in task.backbone.parameters()]
+    history = task.fit("digits:train:0-6", val=False, epochs=3, strategy="features", **FAST)
+    losses = [row["train_loss"] for row in history.rows]
+    assert losses[-1] < 0.8 * losses[0]
+    assert all(torch.equal(a, b) for a, b in zip(before, task.backbone.parameters(), strict=True))  # body untouched
