@@ -172,12 +172,12 @@ class SiameseTask(Task):
         metrics.update(outputs.float(), batch["label"])
 
     def fit(self, train: Any, val: Any = None, **settings: Any) -> History:
-        """As Task.fit; with validation data, the "same" threshold is then chosen on it (best balanced accuracy)."""
+        """As Task.fit; with validation data, the "same" threshold is the one the best epoch's validation chose
+        (best balanced accuracy), the epoch whose weights the task keeps. Saved with the task (`task.save`)."""
         history = super().fit(train, val, **settings)
-        if val is not False and (val is not None or self.source(train).val is not None):
-            chosen = self.evaluation(val if val is not None else self.source(train).val, progress=False)
-            if "best_threshold" in chosen.metrics:
-                self.set_config(threshold=chosen.metrics["best_threshold"])
+        threshold = history.best.get("val_best_threshold")
+        if threshold is not None:
+            self.set_config(threshold=float(threshold))
         return history
 
     # 5. predictions: embeddings; pairs as same/different with their similarity
