@@ -21,7 +21,7 @@ from visionheads.cli import main
 from visionheads.data import COCOSubset
 from visionheads.data.samples import IGNORE_INDEX
 from visionheads.data.shapes import shapes_split
-from visionheads.metrics.coco import STAT_NAMES
+from visionheads.metrics.coco import BACKENDS, STAT_NAMES, coco_backend
 
 from contract import check_training_step, input_size
 
@@ -179,8 +179,9 @@ def test_ground_truth_fed_back_as_detections_scores_ap_one(head):
     assert 0.5 < metrics["AP"] < 1.0 and metrics["AR100"] == pytest.approx(1.0)
 
 
-def test_evaluate_equals_plain_pycocotools_on_the_results_json_it_writes(tmp_path):
-    task = vh.Task("detection", backbone="lenet5", head="mask_rcnn", class_names=SHAPES, **TINY)
+@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval", "hotcoco"])
+def test_evaluate_equals_plain_pycocotools_on_the_results_json_it_writes(tmp_path, backend):
+    task = vh.Task("detection", backbone="lenet5", head="mask_rcnn", class_names=SHAPES, coco_backend=backend, **TINY)
     rng = np.random.default_rng(0)
 
     def jittered(batch):  # true objects moved a little, with random scores and a false positive each
@@ -244,11 +245,21 @@ def test_crowd_regions_are_ignored_not_targets_and_crowd_for_cocoeval(tmp_path):
     assert (sample["mask"][crowd_pixels & ~person_pixels] == IGNORE_INDEX).all()
 
     # COCOeval sees the region as crowd: a detection on it is ignored, the same one elsewhere is a false positive.
-    task = vh.Task("detection", backbone="lenet5", class_names=("background", "person"), **TINY)
-    _truth_as_detections(task, extra=[([32.0, 11.0, 52.0, 28.0], 1)])
-    assert task.evaluate(str(path))["AP"] == pytest.approx(1.0)
-    _truth_as_detections(task, extra=[([0.0, 36.0, 20.0, 49.0], 1)])
-    assert task.evaluate(str(path))["AP"] < 0.99
+    # Every backend gives pycocotools' 12 numbers on both.
+    for extra, expected in (([32.0, 11.0, 52.0, 28.0], 1.0), ([0.0, 36.0, 20.0, 49.0], None)):
+        stats = {}
+        for backend in BACKENDS:
+            task = vh.Task("detection", backbone="lenet5", class_names=("background", "person"), coco_backend=backend,
+                           **TINY)  # fmt: skip
+            _truth_as_detections(task, extra=[(extra, 1)])
+            metrics = task.evaluate(str(path))
+            stats[backend] = [metrics[name] for name in STAT_NAMES]
+        assert stats["hotcoco"] == pytest.approx(stats["pycocotools"], abs=1e-12)
+        assert stats["faster-coco-eval"] == pytest.approx(stats["pycocotools"], abs=1e-12)
+        if expected is not None:
+            assert stats["pycocotools"][0] == pytest.approx(expected)
+        else:
+            assert stats["pycocotools"][0] < 0.99
 
 
 def test_bad_boxes_are_data_errors_naming_the_box_and_slightly_outside_ones_are_clipped():
@@ -407,3 +418,14 @@ def test_training_augmentation_moves_boxes_and_masks_together_and_drops_both():
             assert torch.allclose(box, from_mask, atol=2.5), (box, from_mask)  # the box still frames its mask
         changed += not np.array_equal(target["boxes"].numpy(), sample["boxes"][: len(target["boxes"])])
     assert dropped > 0 and changed > 30  # crops did drop boxes, and the geometry did change most samples
+
+
+def test_the_fastest_installed_coco_backend_is_the_default_and_a_missing_one_is_a_config_error(monkeypatch):
+    assert coco_backend() == "hotcoco"  # all three are installed with the dev extra; hotcoco is the fastest
+    assert vh.Task("detection", backbone="lenet5", num_classes=2, **TINY).new_metrics().backend == "hotcoco"
+    with pytest.raises(vh.ConfigError, match="coco_backend='cocoapi'; use 'auto' or one of"):
+        vh.Task("detection", backbone="lenet5", num_classes=2, coco_backend="cocoapi")
+    monkeypatch.setattr("visionheads.metrics.coco._installed", lambda name: name == "pycocotools")
+    assert coco_backend() == "pycocotools"
+    with pytest.raises(vh.ConfigError, match="pip install hotcoco"):
+        coco_backend("hotcoco")

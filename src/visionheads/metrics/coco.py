@@ -8,6 +8,7 @@ it was given: the dataset's own annotation file, restricted to the evaluated ima
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchmetrics import Metric
 
+from visionheads.errors import ConfigError
+
+BACKENDS = ("hotcoco", "faster-coco-eval", "pycocotools")  # fastest first; all compute pycocotools' statistics
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IOU_TYPES = ("bbox", "segm")
 
@@ -44,8 +48,10 @@ class COCOEvaluation(Metric):
         *,
         iou_types: Sequence[str] = ("bbox",),
         names: Sequence[str] = (),
+        backend: str = "auto",
     ) -> None:
         super().__init__(sync_on_compute=True)
+        self.backend = coco_backend(backend)
         self.ground_truth = ground_truth
         self.category_ids = [int(c) for c in category_ids]
         self.iou_types = tuple(iou_types)
@@ -96,7 +102,9 @@ class COCOEvaluation(Metric):
         ground_truth = self.ground_truth if self.ground_truth is not None else self._ground_truth_of_updates()
         computed: dict[str, Any] = {"results": results, "category_names": self.names}
         for iou_type in self.iou_types:
-            evaluation = evaluate_results(ground_truth, results, iou_type, image_ids, self.category_ids)
+            evaluation = evaluate_results(
+                ground_truth, results, iou_type, image_ids, self.category_ids, backend=self.backend
+            )
             computed[f"{iou_type}_stats"] = torch.tensor(_stats(evaluation), dtype=torch.float64)
             computed[f"{iou_type}_per_category"] = torch.tensor(per_category_ap(evaluation), dtype=torch.float64)
             computed[f"{iou_type}_precision"] = torch.tensor(precision_at_iou(evaluation, 0.5), dtype=torch.float64)
@@ -141,24 +149,53 @@ def _as_annotations(rows: Any, rle_bytes: Any, rle_shapes: Any) -> list[dict[str
     return results
 
 
+def coco_backend(name: str = "auto") -> str:
+    """The COCOeval implementation to use: `name`, or for "auto" the fastest installed of BACKENDS."""
+    if name == "auto":
+        return next(backend for backend in BACKENDS if _installed(backend))
+    if name not in BACKENDS:
+        raise ConfigError(f"coco_backend={name!r}; use 'auto' or one of {BACKENDS}")
+    if not _installed(name):
+        raise ConfigError(f"coco_backend={name!r} is not installed: pip install {name}")
+    return name
+
+
+def _installed(backend: str) -> bool:
+    return importlib.util.find_spec(backend.replace("-", "_")) is not None
+
+
 def evaluate_results(
     ground_truth: COCO,
     results: list[dict[str, Any]],
     iou_type: str,
     image_ids: Sequence[int],
     category_ids: Sequence[int],
-) -> COCOeval | None:
-    """pycocotools' COCOeval of `results` on `image_ids` and `category_ids` (None when there are no results).
+    *,
+    backend: str = "pycocotools",
+) -> Any:
+    """COCOeval of `results` on `image_ids` and `category_ids` by `backend` (None when there are no results).
 
     For segm the results' boxes are dropped first (as Detectron2 does), so areas and IoUs come from the masks.
+    faster-coco-eval and hotcoco are pycocotools-compatible reimplementations (C++ and Rust) with the same stats.
     """
     if not results:
         return None
     if iou_type == "segm":
         results = [{key: value for key, value in r.items() if key != "bbox"} for r in results]
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints every step
-        detections = ground_truth.loadRes([dict(r) for r in results])  # loadRes adds fields: hand it copies
-        evaluation = COCOeval(ground_truth, detections, iou_type)
+    if backend == "pycocotools":
+        truth, evaluator = ground_truth, COCOeval
+    elif backend == "faster-coco-eval":
+        from faster_coco_eval import COCO as FasterCOCO
+        from faster_coco_eval import COCOeval_faster
+
+        truth, evaluator = FasterCOCO(ground_truth.dataset), COCOeval_faster
+    else:
+        import hotcoco
+
+        truth, evaluator = hotcoco.COCO(ground_truth.dataset), hotcoco.COCOeval
+    with contextlib.redirect_stdout(io.StringIO()):  # they print every step
+        detections = truth.loadRes([dict(r) for r in results])  # loadRes adds fields: hand it copies
+        evaluation = evaluator(truth, detections, iou_type)
         evaluation.params.imgIds = list(image_ids)
         evaluation.params.catIds = list(category_ids)
         evaluation.evaluate()
@@ -167,15 +204,15 @@ def evaluate_results(
     return evaluation
 
 
-def _stats(evaluation: COCOeval | None) -> list[float]:
+def _stats(evaluation: Any) -> list[float]:
     return [0.0] * len(STAT_NAMES) if evaluation is None else [float(v) for v in evaluation.stats]
 
 
-def per_category_ap(evaluation: COCOeval | None) -> list[float]:
+def per_category_ap(evaluation: Any) -> list[float]:
     """AP (IoU 0.50:0.95, all areas, 100 detections) of each category in `params.catIds` order; -1 without truth."""
     if evaluation is None:
         return []
-    precision = evaluation.eval["precision"][:, :, :, 0, -1]  # (IoU, recall, category)
+    precision = np.asarray(evaluation.eval["precision"])[:, :, :, 0, -1]  # (IoU, recall, category)
     values = []
     for k in range(precision.shape[2]):
         valid = precision[:, :, k][precision[:, :, k] > -1]
@@ -183,12 +220,12 @@ def per_category_ap(evaluation: COCOeval | None) -> list[float]:
     return values
 
 
-def precision_at_iou(evaluation: COCOeval | None, iou: float) -> np.ndarray:
+def precision_at_iou(evaluation: Any, iou: float) -> np.ndarray:
     """Interpolated precision at COCO's 101 recall points, per category (K, 101), at one IoU threshold."""
     if evaluation is None:
         return np.zeros((0, 101))
-    t = int(np.argmin(np.abs(evaluation.params.iouThrs - iou)))
-    return evaluation.eval["precision"][t, :, :, 0, -1].T
+    t = int(np.argmin(np.abs(np.asarray(evaluation.params.iouThrs) - iou)))
+    return np.asarray(evaluation.eval["precision"])[t, :, :, 0, -1].T
 
 
 def _numpy(values: Any, dtype: Any) -> np.ndarray:

@@ -20,7 +20,7 @@ from visionheads.data.coco import BACKGROUND, coco_at, coco_view
 from visionheads.data.voc import VOCFolder
 from visionheads.errors import ConfigError, DataError
 from visionheads.heads import FasterRCNNHead, MaskRCNNHead
-from visionheads.metrics.coco import STAT_NAMES, COCOEvaluation
+from visionheads.metrics.coco import STAT_NAMES, COCOEvaluation, coco_backend
 from visionheads.tasks.base import Evaluation, Task, register_task
 from visionheads.tasks.config import TaskConfig
 
@@ -35,11 +35,13 @@ class DetectionConfig(TaskConfig):
     hflip: bool | None = None  # mirror training images; None: where the data allows it
     augment: bool = True  # flip, scale, crop and colour jitter in training
     category_ids: tuple[int, ...] | None = None  # the COCO category id of each class after the background
+    coco_backend: str = "auto"  # COCOeval by pycocotools, faster-coco-eval or hotcoco; auto: the fastest installed
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.category_ids is not None:
             object.__setattr__(self, "category_ids", tuple(int(c) for c in self.category_ids))
+        coco_backend(self.coco_backend)  # a ConfigError now, not at the first evaluation
 
 
 class RCNN(nn.Module):
@@ -223,10 +225,12 @@ class DetectionTask(Task):
     def new_metrics(self) -> COCOEvaluation:
         iou_types = ("bbox", "segm") if self.with_masks else ("bbox",)
         view = self._truth
+        backend = self.config.coco_backend
         if view is None:
-            return COCOEvaluation(None, range(1, self.num_classes), iou_types=iou_types, names=self._names()[1:])
+            names = self._names()[1:]
+            return COCOEvaluation(None, range(1, self.num_classes), iou_types=iou_types, names=names, backend=backend)
         names = [view.coco.cats[c]["name"] for c in view.category_ids]
-        return COCOEvaluation(view.coco, view.category_ids, iou_types=iou_types, names=names)
+        return COCOEvaluation(view.coco, view.category_ids, iou_types=iou_types, names=names, backend=backend)
 
     def update_metrics(self, metrics: COCOEvaluation, outputs: list[dict], batch: dict[str, Any]) -> None:
         # The task's label k is the data's category of the same name (-1: a class the data does not evaluate).
