@@ -161,14 +161,15 @@ def _compare(task: Any, images: list[str]) -> int:
 
 
 def _write_detections(task: Any, images: list[str], results: list[dict], out: Path) -> int:
-    from visionheads.tasks.detection import results_json, write_results
+    from visionheads.metrics.coco import results_list
+    from visionheads.tasks.detection import write_results
     from visionheads.viz.detection import draw_detections
 
     for image_id, (image, result) in enumerate(zip(images, results, strict=True), start=1):
         shown = ", ".join(f"{n} {s:.2f}" for n, s in zip(result["labels"], result["scores"], strict=True) if s >= 0.5)
         picture = draw_detections(task.image_arrays([image])[0], result, out / f"{Path(image).stem}_detections.png")
         echo(f"{image} (image_id {image_id}): {len(result['boxes'])} detection(s); {shown or 'none'} >= 0.5; {picture}")
-    path = write_results(results_json(results, image_ids=range(1, len(results) + 1)), out / "detections.json")
+    path = write_results(results_list(range(1, len(results) + 1), results), out / "detections.json")
     echo(f"detections (COCO results JSON, image ids in the order given): {path}")
     return 0
 

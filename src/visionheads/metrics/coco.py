@@ -19,6 +19,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from visionheads.errors import ConfigError
 
@@ -71,29 +72,15 @@ class COCOEvaluation(Metric):
             raise ValueError("COCOEvaluation without a ground-truth file needs the truths of each image")
         for position, (image_id, found) in enumerate(zip(image_ids, detections, strict=True)):
             self.image_ids.append(torch.tensor([int(image_id)], dtype=torch.int64, device=self.device))
-            self._add(self.rows, self.rle_bytes, self.rle_shapes, image_id, found, found["scores"], "category_ids")
+            segm = "segm" in self.iou_types
+            _append(self.rows, self.rle_bytes, self.rle_shapes, image_id, found, "category_ids", segm, self.device)
             if truths is not None:
                 truth = truths[position]
                 size = [int(image_id), *(int(v) for v in truth["size"])]
                 self.sizes.append(torch.tensor([size], dtype=torch.int64, device=self.device))
-                self._add(self.truth_rows, self.truth_bytes, self.truth_shapes, image_id, truth, None, "labels")
-
-    def _add(self, rows: list, rle_bytes: list, rle_shapes: list, image_id: int, found: dict, scores: Any, ids: str):
-        boxes = torch.from_numpy(_numpy(found["boxes"], np.float64)).reshape(-1, 4)
-        count = len(boxes)
-        scores = np.ones(count) if scores is None else _numpy(scores, np.float64)
-        row = [
-            torch.full((count, 1), float(image_id), dtype=torch.float64),
-            torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1),  # xywh
-            torch.from_numpy(scores).reshape(-1, 1),
-            torch.from_numpy(_numpy(found[ids], np.float64)).reshape(-1, 1),
-        ]
-        rows.append(torch.cat(row, dim=1).to(self.device))  # (N, 7): image, x, y, w, h, score, category
-        if "segm" in self.iou_types:
-            masks = _numpy(found["masks"], bool)
-            encoded, shapes = _encode_masks(masks.reshape(count, *masks.shape[-2:]))
-            rle_bytes.append(encoded.to(self.device))
-            rle_shapes.append(shapes.to(self.device))
+                _append(
+                    self.truth_rows, self.truth_bytes, self.truth_shapes, image_id, truth, "labels", segm, self.device
+                )
 
     def compute(self) -> dict[str, Any]:
         """Run COCOeval for each IoU type over the detections of every process."""
@@ -129,6 +116,40 @@ class COCOEvaluation(Metric):
         with contextlib.redirect_stdout(io.StringIO()):
             coco.createIndex()
         return coco
+
+
+def results_list(image_ids: Sequence[int], detections: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Detections of images (as `COCOEvaluation.update` takes them; `masks` where present) as a COCO results list."""
+    masks = bool(detections) and all("masks" in found for found in detections)
+    rows: list[torch.Tensor] = []
+    rle_bytes: list[torch.Tensor] = []
+    rle_shapes: list[torch.Tensor] = []
+    for image_id, found in zip(image_ids, detections, strict=True):
+        _append(rows, rle_bytes, rle_shapes, image_id, found, "category_ids", masks, torch.device("cpu"))
+    return _as_annotations(rows, rle_bytes, rle_shapes)
+
+
+def _append(
+    rows: list, rle_bytes: list, rle_shapes: list, image_id: int, found: dict, ids: str, masks: bool, device: Any
+) -> None:
+    """One image's boxes as (N, 7) rows (image, x, y, w, h, score, category), and its masks as RLE bytes.
+
+    `found` holds `boxes` xyxy, `ids` (the category ids' key), `scores` (truths have none: 1) and `masks`."""
+    boxes = torch.from_numpy(_numpy(found["boxes"], np.float64)).reshape(-1, 4)
+    count = len(boxes)
+    scores = _numpy(found["scores"], np.float64) if "scores" in found else np.ones(count)
+    row = [
+        torch.full((count, 1), float(image_id), dtype=torch.float64),
+        torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1),  # xywh
+        torch.from_numpy(scores).reshape(-1, 1),
+        torch.from_numpy(_numpy(found[ids], np.float64)).reshape(-1, 1),
+    ]
+    rows.append(torch.cat(row, dim=1).to(device))
+    if masks:
+        pixels = _numpy(found["masks"], bool)
+        encoded, shapes = _encode_masks(pixels.reshape(count, *pixels.shape[-2:]))
+        rle_bytes.append(encoded.to(device))
+        rle_shapes.append(shapes.to(device))
 
 
 def _as_annotations(rows: Any, rle_bytes: Any, rle_shapes: Any) -> list[dict[str, Any]]:
@@ -255,7 +276,7 @@ def _decode_rles(data: torch.Tensor, shapes: torch.Tensor) -> list[dict[str, Any
 
 
 def _cat(values: list[torch.Tensor] | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    # After a sync torchmetrics hands the state over as one tensor; before, as the list of updates.
-    if isinstance(values, torch.Tensor):
-        return values
-    return torch.cat(values) if values else torch.zeros(0, dtype=dtype)
+    # torchmetrics' dim_zero_cat, which refuses a state that no update filled (no masks, no truths): empty here.
+    if isinstance(values, list) and not values:
+        return torch.zeros(0, dtype=dtype)
+    return dim_zero_cat(values)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 PROTOTYPE_DRAWS = 20  # support draws averaged for prototype accuracy
 
@@ -33,8 +34,8 @@ class EmbeddingMetrics(Metric):
         self.labels.append(labels.detach().long())
 
     def compute(self) -> dict[str, torch.Tensor]:
-        embeddings = _cat(self.embeddings).cpu().numpy()
-        labels = _cat(self.labels).cpu().numpy()
+        embeddings = dim_zero_cat(self.embeddings).cpu().numpy()
+        labels = dim_zero_cat(self.labels).cpu().numpy()
         scores = embedding_scores(embeddings, labels, threshold=self.threshold, shots=self.shots,
                                   recall_at=self.recall_at, seed=self.seed)  # fmt: skip
         return {name: torch.tensor(value, dtype=torch.float64) for name, value in scores.items()}
@@ -102,9 +103,3 @@ def prototype_accuracy(embeddings: np.ndarray, labels: np.ndarray, *, shots: int
         chosen = np.asarray(classes)[np.argmax(embeddings[np.concatenate(queries)] @ np.stack(prototypes).T, axis=1)]
         accuracies.append(float((chosen == np.concatenate(truths)).mean()))
     return float(np.mean(accuracies))
-
-
-def _cat(values: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
-    if isinstance(values, torch.Tensor):
-        return values
-    return torch.cat(values) if values else torch.zeros(0)

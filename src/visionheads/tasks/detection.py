@@ -317,24 +317,6 @@ class DetectionTask(Task):
         return paths
 
 
-def results_json(predictions: list[dict[str, Any]], image_ids: Any) -> list[dict[str, Any]]:
-    """`predict` results as a COCO results list (bbox xywh, score, category_id; segmentation RLE with masks)."""
-    from pycocotools import mask as mask_utils
-
-    rows = []
-    for image_id, found in zip(image_ids, predictions, strict=True):
-        for index, (box, score) in enumerate(zip(found["boxes"], found["scores"], strict=True)):
-            x0, y0, x1, y1 = (float(v) for v in box)
-            box_xywh = [round(v, 3) for v in (x0, y0, x1 - x0, y1 - y0)]
-            row = {"image_id": int(image_id), "category_id": int(found["category_ids"][index]), "bbox": box_xywh,
-                   "score": round(float(score), 5)}  # fmt: skip
-            if "masks" in found:
-                rle = mask_utils.encode(np.asfortranarray(found["masks"][index].astype(np.uint8)))
-                row["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
-            rows.append(row)
-    return rows
-
-
 def write_results(results: list[dict[str, Any]], path: Path) -> Path:
     """Write a COCO results list as JSON (atomically)."""
     payload = json.dumps(results).encode()
