@@ -106,6 +106,49 @@ def test_fit_learns_angles_from_scratch():
     assert metrics["within_10"] > 0.5
 
 
+def test_angle_head_keeps_a_grid_and_an_optional_hidden_layer():
+    from visionheads.heads import AngleHead, PooledLinear
+
+    features = [torch.randn(2, 8, 12, 12), torch.randn(2, 16, 6, 6)]
+    plain = AngleHead([8, 16], [2, 4], 2)
+    assert plain.classifier[-1].in_features == 16 and plain(features).shape == (2, 2)
+    # the default has PooledLinear's layers and keys, so that angle checkpoints saved before it still load
+    assert plain.state_dict().keys() == PooledLinear([8, 16], [2, 4], 2).state_dict().keys()
+    grid = AngleHead([8, 16], [2, 4], 2, pool_size=3, hidden=32)
+    assert grid.classifier[0].in_features == 16 * 9 and grid.classifier[0].out_features == 32
+    assert grid(features).shape == (2, 2)
+    task = vh.Task("regression", backbone="lenet5", in_chans=1, pool_size=2, hidden=8)
+    assert task.head.classifier[0].in_features == 120 * 4
+
+
+def test_angle_loss_is_smooth_l1_by_default_and_mse_on_request():
+    batch = {"target": torch.zeros(1, 1)}
+
+    def ratio(task: vh.Task) -> float:  # the loss at a 20° error over that at 10°
+        at = [torch.deg2rad(torch.tensor(float(d))) for d in (0, 10, 20)]
+        losses = [task.losses(torch.stack([r.cos(), r.sin()])[None], batch)[task.config.loss].item() for r in at]
+        assert losses[0] == pytest.approx(0, abs=1e-7)
+        return losses[2] / losses[1]
+
+    assert 2.2 < ratio(vh.Task("regression", backbone="lenet5", in_chans=1)) < 2.8  # mostly linear beyond 6°
+    assert 3.9 < ratio(vh.Task("regression", backbone="lenet5", in_chans=1, loss="mse")) < 4.0  # quadratic
+    with pytest.raises(vh.ConfigError, match="loss must be one of"):
+        vh.Task("regression", backbone="lenet5", loss="l3")
+
+
+def test_jitter_false_trains_on_the_images_as_given():
+    image = digits_arrays("test")[0][0]
+
+    def outputs(task: vh.Task) -> list[torch.Tensor]:
+        pipeline = task.train_transform(None)  # the regression pipelines need no data
+        return [pipeline(image=image)["image"] for _ in range(20)]
+
+    plain = outputs(vh.Task("regression", backbone="lenet5", in_chans=1, image_size=24, jitter=False))
+    assert all(torch.equal(plain[0], other) for other in plain)
+    jittered = outputs(vh.Task("regression", backbone="lenet5", in_chans=1, image_size=24))
+    assert any(not torch.equal(plain[0], other) for other in jittered)
+
+
 def test_predict_and_derotate_and_plots(tmp_path):
     task = vh.Task("regression", backbone="lenet5", in_chans=1, image_size=24)
     task.fit("rotated-digits[:64]", "rotated-digits:val[:32]", epochs=1, **FAST)

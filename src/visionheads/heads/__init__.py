@@ -4,7 +4,7 @@ from visionheads.heads.autoencoder import AutoencoderHead, DenoisingHead, VAEHea
 from visionheads.heads.dense import DeepLabV3PlusHead, FPNHead, SegNetHead, UnetHead
 from visionheads.heads.detection import FasterRCNNHead, MaskRCNNHead
 from visionheads.heads.embedding import EmbeddingHead
-from visionheads.heads.pooled import PooledLinear, PooledMLP
+from visionheads.heads.pooled import AngleHead, PooledLinear, PooledMLP
 
 __all__ = [
     "AutoencoderHead",
@@ -14,6 +14,7 @@ __all__ = [
     "FasterRCNNHead",
     "FPNHead",
     "MaskRCNNHead",
+    "AngleHead",
     "PooledLinear",
     "PooledMLP",
     "SegNetHead",

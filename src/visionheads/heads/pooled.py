@@ -11,6 +11,12 @@ def _pool(channels: int, pool_size: int) -> tuple[nn.Module, int]:
     return nn.Sequential(nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(1)), channels * pool_size * pool_size
 
 
+def _hidden_layer_classifier(features: int, hidden: int, dropout: float, out_features: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, out_features)
+    )
+
+
 class PooledLinear(nn.Module):
     """Average pool to pool_size x pool_size -> dropout -> linear (pool_size=1: Keras' global pooling + Dense).
 
@@ -56,15 +62,32 @@ class PooledMLP(nn.Module):
         super().__init__()
         del strides
         self.pool, features = _pool(in_channels[-1], pool_size)
-        self.classifier = nn.Sequential(
-            nn.Linear(features, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, out_features),
-        )
+        self.classifier = _hidden_layer_classifier(features, hidden, dropout, out_features)
 
     pooled = PooledLinear.pooled
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """features: stage maps, fine to coarse. Returns: (B, out_features)."""
         return self.classifier(self.pooled(features))
+
+
+class AngleHead(PooledLinear):
+    """(cos θ, sin θ) from the deepest map pooled to a pool_size x pool_size grid, through a hidden layer if hidden > 0.
+
+    A grid keeps where the strokes lie (on MNIST it did not lower the error: docs/regression.md); with the defaults
+    this is `PooledLinear`, so angle checkpoints saved before it load.
+    """
+
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        out_features: int,
+        *,
+        pool_size: int = 1,
+        hidden: int = 0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(in_channels, strides, out_features, dropout=dropout, pool_size=pool_size)
+        if hidden:  # the layers (and state-dict keys) of PooledMLP
+            self.classifier = _hidden_layer_classifier(self.classifier[-1].in_features, hidden, dropout, out_features)
