@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 
 class VisionHeadsError(Exception):
     """Base class of every error visionheads raises on purpose."""
@@ -13,3 +15,10 @@ class ConfigError(VisionHeadsError, ValueError):
 
 class DataError(VisionHeadsError, ValueError):
     """Input data that is missing, malformed or disagrees with the task."""
+
+
+def whole_number(name: str, value: object, minimum: int = 1) -> int:
+    """`value` if it is a whole number >= minimum (not a bool, not a float), else a ConfigError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)

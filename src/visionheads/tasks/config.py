@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from visionheads.backbones import Backbone
-from visionheads.errors import ConfigError
+from visionheads.errors import ConfigError, whole_number
 
 HeadBuilder = Callable[..., Any]  # (in_channels, strides, out_features, **head options) -> nn.Module
 
@@ -37,6 +37,8 @@ class TaskConfig:
     head_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.num_classes is not None:
+            whole_number("num_classes", self.num_classes)
         if self.class_names is not None:  # class names fix the number of classes
             names = tuple(str(name) for name in self.class_names)
             if self.num_classes is not None and self.num_classes != len(names):
@@ -88,7 +90,8 @@ def resolve_config(
     for key in head_options:
         if key not in head_defaults:
             raise ConfigError(_unknown_option(task, key, names, head, head_defaults, heads))
-    image_size = int(arguments.get("image_size") or body.input_size)
+    asked = arguments.get("image_size")
+    image_size = body.input_size if asked is None else whole_number("image_size", asked)
     if image_size < body.min_input_size:
         raise ConfigError(
             f"image_size={image_size} is below what backbone {body.name!r} accepts ({body.min_input_size}); "

@@ -19,7 +19,7 @@ import yaml
 
 from visionheads.data.catalog import Source
 from visionheads.engine import BEST_WEIGHTS, RESUME_CHECKPOINT, build_trainer, new_run_dir, quiet_lightning
-from visionheads.errors import ConfigError
+from visionheads.errors import ConfigError, whole_number
 from visionheads.tasks.history import History
 
 STRATEGIES = ("auto", "scratch", "features", "freeze", "finetune")
@@ -70,9 +70,7 @@ class FitSettings:
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; use one of {SCHEDULES}")
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+            whole_number(name, getattr(self, name))
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise ConfigError(f"lr must be a number > 0, got {self.lr!r}")
         if not isinstance(self.checkpoint_every, (int, float)) or self.checkpoint_every < 0:
