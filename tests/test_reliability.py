@@ -35,3 +35,15 @@ def test_bad_values_on_the_command_line_give_one_line_and_exit_2(override, capsy
     assert code == 2
     assert len(err.splitlines()) == 1 and override.split("=")[0] in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())  # nothing was trained or written
+
+
+def test_fits_racing_for_one_run_name_all_get_their_own_folder(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from visionheads.engine import new_run_dir
+
+    (tmp_path / "classification" / "same").mkdir(parents=True)  # an earlier run took the name
+    with ThreadPoolExecutor(8) as pool:
+        folders = list(pool.map(lambda _: new_run_dir(tmp_path, "classification", "same"), range(32)))
+    assert len(set(folders)) == 32 and all(folder.is_dir() for folder in folders)
+    assert {folder.name for folder in folders} == {f"same-{n}" for n in range(2, 34)}

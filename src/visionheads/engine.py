@@ -318,9 +318,12 @@ def _trainer(**options: Any) -> L.Trainer:
 def new_run_dir(project: str | Path, task_name: str, name: str | None) -> Path:
     """runs/<task>/<name or timestamp>, made unique with a -2, -3... suffix (as Ultralytics does)."""
     base = Path(project) / task_name / (name or datetime.now().strftime("%Y%m%d-%H%M%S"))
-    candidate, counter = base, 2
-    while candidate.exists():
-        candidate = base.with_name(f"{base.name}-{counter}")
-        counter += 1
-    candidate.mkdir(parents=True)
-    return candidate
+    base.parent.mkdir(parents=True, exist_ok=True)
+    candidate, counter = base, 1
+    while True:
+        try:
+            candidate.mkdir()  # exist_ok=False: of two fits racing for one name, the later takes the next suffix
+            return candidate
+        except FileExistsError:
+            counter += 1
+            candidate = base.with_name(f"{base.name}-{counter}")
