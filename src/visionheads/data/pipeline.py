@@ -142,19 +142,16 @@ def make_loader(
     does at different moments for a fresh and a resumed epoch. A `batch_sampler` (e.g. P x K batches) replaces
     batch_size, shuffle and drop_last.
     """
-    if batch_sampler is not None:
-        return DataLoader(
-            dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate_fn,
-            generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available(),
-            persistent_workers=num_workers > 0,
-        )  # fmt: skip
+    if batch_sampler is not None:  # DataLoader takes a batch sampler only without its own batching arguments
+        batching: dict[str, Any] = {"batch_sampler": batch_sampler}
+    else:
+        sampler = RandomSampler(dataset, generator=shuffle) if shuffle is not None else None
+        batching = {"batch_size": batch_size, "sampler": sampler, "drop_last": drop_last}
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=RandomSampler(dataset, generator=shuffle) if shuffle is not None else None,
+        **batching,
         num_workers=num_workers,
         collate_fn=collate_fn,
-        drop_last=drop_last,
         generator=torch.Generator().manual_seed(seed),
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,

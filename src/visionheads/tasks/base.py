@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.data import AttributeDict
 from torch import nn
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader, Sampler, default_collate
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from tqdm.auto import tqdm
 
@@ -480,7 +480,12 @@ class Task(L.LightningModule):
             shuffle=self._clock.generator if train else None,
             num_workers=default_workers() if num_workers is None else num_workers,
             drop_last=train and len(source.dataset) > batch_size,  # no 1-sample batch to upset BatchNorm
+            batch_sampler=self.train_batch_sampler(source, batch_size) if train else None,
         )
+
+    def train_batch_sampler(self, source: Source, batch_size: int) -> Sampler | None:
+        """How training batches are drawn, where a task needs more than shuffling (None: shuffled, batch_size each)."""
+        return None
 
     def _transformed(self, source: Source, pipeline: Any, clock: EpochClock | None = None) -> TransformedDataset:
         return TransformedDataset(

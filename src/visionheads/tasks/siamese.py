@@ -12,15 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 
 from visionheads.backbones import Backbone
 from visionheads.data.catalog import Source
 from visionheads.data.folders import ClassFolders
-from visionheads.data.pipeline import make_loader
 from visionheads.data.sampling import PKBatchSampler, labels_of
 from visionheads.data.transforms import eval_pipeline, train_pipeline
-from visionheads.engine import default_workers
 from visionheads.errors import ConfigError, DataError
 from visionheads.heads.embedding import EmbeddingHead
 from visionheads.metrics.similarity import EmbeddingMetrics
@@ -119,21 +116,11 @@ class SiameseTask(Task):
             raise DataError(f"{where}['label']: {label!r}; a label is a class index >= 0")
         return {"image": pipeline(image=sample["image"])["image"], "label": torch.tensor(int(label))}
 
-    def data_loader(
-        self, data: Any, *, train: bool, batch_size: int = 32, num_workers: int | None = None
-    ) -> DataLoader:
-        """As Task.data_loader; training batches are P classes x K images (`images_per_class`), P = batch_size // K."""
-        if not train:
-            return super().data_loader(data, train=False, batch_size=batch_size, num_workers=num_workers)
-        source = data if isinstance(data, Source) else self.source(data, fitting=True)
+    def train_batch_sampler(self, source: Source, batch_size: int) -> PKBatchSampler:
+        """P classes x K images (`images_per_class`) per training batch, P = batch_size // K."""
         per_class = self.config.images_per_class
-        sampler = PKBatchSampler(labels_of(source.dataset), max(2, batch_size // per_class), per_class,
-                                 self._clock.generator)  # fmt: skip
-        return make_loader(
-            self._transformed(source, self.train_transform(source), clock=self._clock),
-            batch_size=batch_size, collate_fn=self.collate, seed=self.config.seed, batch_sampler=sampler,
-            num_workers=default_workers() if num_workers is None else num_workers,
-        )  # fmt: skip
+        return PKBatchSampler(labels_of(source.dataset), max(2, batch_size // per_class), per_class,
+                              self._clock.generator)  # fmt: skip
 
     # 3. losses, on the embeddings of a P x K batch
     def losses(self, outputs: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
