@@ -36,6 +36,7 @@ from torch import nn
 
 import visionheads as vh
 from visionheads.data.rotation import rotate_image
+from visionheads.metrics import angle_difference
 from visionheads.recipes import load_recipe, parse_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,10 +101,10 @@ def shared_test_set(baseline: ModuleType, root: Path, test: str, seed: int) -> t
 
 
 def errors(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE and the share within 10°, on circular differences in degrees."""
-    error = (np.asarray(predicted) - np.asarray(true) + 180) % 360 - 180
-    return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error))),
-            "within_10": float(np.mean(np.abs(error) < 10))}  # fmt: skip
+    """RMSE, MAE and the share strictly within 10° (the plain script's test), on circular differences in degrees."""
+    error = angle_difference(torch.as_tensor(np.asarray(predicted), dtype=torch.float64), torch.as_tensor(true))
+    return {"rmse": error.square().mean().sqrt().item(), "mae": error.abs().mean().item(),
+            "within_10": (error.abs() < 10).double().mean().item()}  # fmt: skip
 
 
 def plain_angles(net: nn.Module, images: torch.Tensor) -> np.ndarray:
