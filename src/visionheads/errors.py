@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Collection
 
 
 class VisionHeadsError(Exception):
@@ -22,3 +23,9 @@ def whole_number(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return int(value)
+
+
+def one_of(name: str, value: object, choices: Collection[str]) -> None:
+    """A ConfigError naming `name` and the valid values unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}; use one of {tuple(choices)}")

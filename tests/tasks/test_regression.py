@@ -132,7 +132,7 @@ def test_angle_loss_is_smooth_l1_by_default_and_mse_on_request():
 
     assert 2.2 < ratio(vh.Task("regression", backbone="lenet5", in_chans=1)) < 2.8  # mostly linear beyond 6°
     assert 3.9 < ratio(vh.Task("regression", backbone="lenet5", in_chans=1, loss="mse")) < 4.0  # quadratic
-    with pytest.raises(vh.ConfigError, match="loss must be one of"):
+    with pytest.raises(vh.ConfigError, match=r"loss='l3'; use one of \('smooth_l1', 'mse'\)"):
         vh.Task("regression", backbone="lenet5", loss="l3")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from visionheads.errors import ConfigError
+from visionheads.errors import one_of
 from visionheads.heads.dense import MIN_WIDTH, mirrored_widths
 
 NOISES = ("gaussian", "salt_pepper", "mask")
@@ -110,8 +110,7 @@ class DenoisingHead(AutoencoderHead):
         noise: str = DEFAULT_NOISE,
         noise_level: float = DEFAULT_NOISE_LEVEL,
     ) -> None:
-        if noise not in NOISES:
-            raise ConfigError(f"noise={noise!r}; use one of {NOISES}")
+        one_of("noise", noise, NOISES)
         super().__init__(in_channels, strides, out_features, latent_dim=latent_dim, grid=grid)
         self.noise, self.noise_level = noise, noise_level
 

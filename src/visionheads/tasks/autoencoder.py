@@ -19,7 +19,7 @@ from visionheads.data.catalog import Source
 from visionheads.data.coco import coco_at
 from visionheads.data.folders import ClassFolders
 from visionheads.data.transforms import eval_pipeline, train_pipeline
-from visionheads.errors import ConfigError
+from visionheads.errors import ConfigError, one_of
 from visionheads.heads import AutoencoderHead, DenoisingHead, VAEHead
 from visionheads.heads.autoencoder import DEFAULT_NOISE, DEFAULT_NOISE_LEVEL
 from visionheads.tasks.base import Evaluation, Task, register_task
@@ -38,8 +38,7 @@ class AutoencoderConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss={self.loss!r}; use one of {LOSSES}")
+        one_of("loss", self.loss, LOSSES)
 
 
 @register_task

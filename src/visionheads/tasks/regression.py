@@ -17,7 +17,7 @@ from visionheads.data.catalog import Source
 from visionheads.data.folders import ClassFolders
 from visionheads.data.rotation import Rotated, rotate_image
 from visionheads.data.transforms import eval_pipeline, photometric_pipeline
-from visionheads.errors import ConfigError, DataError
+from visionheads.errors import ConfigError, DataError, one_of
 from visionheads.heads import AngleHead, PooledLinear, PooledMLP
 from visionheads.metrics import RegressionErrors
 from visionheads.tasks.base import Evaluation, Task, register_task
@@ -41,8 +41,7 @@ class RegressionConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
+        one_of("loss", self.loss, LOSSES)
         if not 0 < float(self.degrees) <= 180:
             raise ConfigError(f"degrees must be in (0, 180], got {self.degrees}")
         if self.target_scale is not None:  # checkpoints and YAML hold lists

@@ -18,7 +18,7 @@ from visionheads.data.catalog import Source
 from visionheads.data.folders import ClassFolders
 from visionheads.data.sampling import PKBatchSampler, labels_of
 from visionheads.data.transforms import eval_pipeline, train_pipeline
-from visionheads.errors import ConfigError, DataError
+from visionheads.errors import ConfigError, DataError, one_of
 from visionheads.heads.embedding import EmbeddingHead
 from visionheads.metrics.similarity import EmbeddingMetrics
 from visionheads.tasks.base import FEATURES, Evaluation, HeadOnBody, Task, register_task
@@ -48,12 +48,9 @@ class SiameseConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss={self.loss!r}; use one of {LOSSES}")
-        if self.mining not in MINING:
-            raise ConfigError(f"mining={self.mining!r}; use one of {MINING}")
-        if self.embed_from not in EMBED_FROM:
-            raise ConfigError(f"embed_from={self.embed_from!r}; use one of {EMBED_FROM}")
+        one_of("loss", self.loss, LOSSES)
+        one_of("mining", self.mining, MINING)
+        one_of("embed_from", self.embed_from, EMBED_FROM)
         if self.images_per_class < 2:
             raise ConfigError(f"images_per_class={self.images_per_class}; a batch needs 2 or more per class (pairs)")
 
