@@ -114,5 +114,5 @@ def test_missing_weights_file_is_a_config_error(tmp_path):
 def test_weights_of_another_architecture_are_refused(tmp_path):
     path = tmp_path / "lenet.pt"
     torch.save(create_backbone("lenet5").state_dict(), path)
-    with pytest.raises(vh.ConfigError, match="do not fit"):
+    with pytest.raises(vh.ConfigError, match="does not fit backbone 'simple_cnn'"):
         create_backbone("simple_cnn", weights=path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import torch
@@ -42,6 +42,11 @@ class Backbone(nn.Module):
         self.input_size = weights.input_size if weights else input_size  # the default image side for tasks
         self.weights = weights
         self._check_contract()
+
+    def record_weights(self, info: WeightsInfo) -> None:
+        """Say where the body's weights came from, and so which input mean, std and size suit them."""
+        self.weights = info
+        self.input_size = info.input_size
 
     @property
     def mean(self) -> tuple[float, ...]:
@@ -84,17 +89,28 @@ BackboneBuilder = Callable[..., Backbone]
 class BackboneEntry:
     """How to build one registered backbone and which pretrained tags it knows."""
 
-    build: BackboneBuilder  # build(*, in_chans, tag, state_dict) -> Backbone
+    build: BackboneBuilder  # build(*, in_chans, tag) -> Backbone; create_backbone loads local files itself
     tags: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""
+    pretrained: WeightsInfo | None = None  # how the architecture's published weights were trained (mean, std, size)
+    network_keys: Callable[[], Collection[str]] | None = None  # tensors of the whole network the body leaves out
 
 
 _BACKBONES: Registry[BackboneEntry] = Registry("backbone", "list_backbones() shows all")
 
 
-def register_backbone(name: str, build: BackboneBuilder, *, tags: tuple[str, ...] = (), description: str = "") -> None:
-    """Register `build(*, in_chans, tag, state_dict) -> Backbone` under `name`; a taken name raises."""
-    _BACKBONES.register(name, BackboneEntry(build=build, tags=tags, description=description))
+def register_backbone(
+    name: str,
+    build: BackboneBuilder,
+    *,
+    tags: tuple[str, ...] = (),
+    description: str = "",
+    pretrained: WeightsInfo | None = None,
+    network_keys: Callable[[], Collection[str]] | None = None,
+) -> None:
+    """Register `build(*, in_chans, tag) -> Backbone` under `name`; a taken name raises."""
+    entry = BackboneEntry(build, tags, description, pretrained=pretrained, network_keys=network_keys)
+    _BACKBONES.register(name, entry)
 
 
 def list_backbones() -> list[str]:

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from visionheads.backbones.registry import Backbone, register_backbone
-from visionheads.errors import ConfigError
 
 
 class LeNet5(nn.Module):
@@ -57,23 +56,10 @@ class SimpleCNN(nn.Module):
         return feats
 
 
-def _load_local(name: str, body: nn.Module, state_dict: dict[str, torch.Tensor] | None) -> None:
-    if state_dict is None:
-        return
-    # Accept both a bare body and a Backbone's own state dict ("body." prefix).
-    state_dict = {key.removeprefix("body."): value for key, value in state_dict.items()}
-    try:
-        body.load_state_dict(state_dict)
-    except RuntimeError as error:
-        raise ConfigError(f"weights do not fit backbone {name!r}: {error}") from error
-
-
-def build_lenet5(*, in_chans: int, tag: str | None, state_dict: dict | None) -> Backbone:
+def build_lenet5(*, in_chans: int, tag: str | None) -> Backbone:
     """LeNet-5 body: channels [6, 16, 120], strides [2, 4, 8]."""
-    body = LeNet5(in_chans)
-    _load_local("lenet5", body, state_dict)
     return Backbone(
-        body,
+        LeNet5(in_chans),
         name="lenet5",
         channels=[6, 16, 120],
         strides=[2, 4, 8],
@@ -83,10 +69,9 @@ def build_lenet5(*, in_chans: int, tag: str | None, state_dict: dict | None) -> 
     )
 
 
-def build_simple_cnn(*, in_chans: int, tag: str | None, state_dict: dict | None) -> Backbone:
+def build_simple_cnn(*, in_chans: int, tag: str | None) -> Backbone:
     """SimpleCNN body: channels [32, 64, 128, 256], strides [2, 4, 8, 16]."""
     body = SimpleCNN(in_chans)
-    _load_local("simple_cnn", body, state_dict)
     return Backbone(
         body,
         name="simple_cnn",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import timm
 import torch
 
@@ -42,10 +44,8 @@ def timm_weights_info(model_name: str) -> WeightsInfo | None:
     )
 
 
-def build_timm_backbone(
-    model_name: str, *, in_chans: int, tag: str | None, state_dict: dict[str, torch.Tensor] | None, min_size: int = 32
-) -> Backbone:
-    """A timm model as a Backbone; a local state dict goes through timm so stems and classifiers adapt."""
+def build_timm_backbone(model_name: str, *, in_chans: int, tag: str | None, min_size: int = 32) -> Backbone:
+    """A timm model as a Backbone, with timm's pretrained weights for a tag (local files: see create_backbone)."""
     info = timm_weights_info(model_name)
     kwargs: dict = {"features_only": True, "in_chans": in_chans}
     if tag is not None:
@@ -53,13 +53,7 @@ def build_timm_backbone(
             raise ConfigError(f"timm model {model_name!r} has no pretrained weights; use weights=None or a file")
         _check_hub(model_name, info)
         kwargs["pretrained"] = True
-    elif state_dict is not None:
-        # timm loads a state dict given in the pretrained config the same way as its own weights.
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"state_dict": state_dict})
-    try:
-        model = timm.create_model(model_name, **kwargs)
-    except RuntimeError as error:
-        raise ConfigError(f"weights do not fit timm model {model_name!r}: {error}") from error
+    model = timm.create_model(model_name, **kwargs)
     return Backbone(
         model,
         name=model_name,
@@ -67,8 +61,14 @@ def build_timm_backbone(
         strides=model.feature_info.reduction(),
         in_chans=in_chans,
         min_input_size=min_size,
-        weights=info if (tag or state_dict is not None) else None,
+        weights=info if tag else None,
     )
+
+
+def timm_network_keys(model_name: str) -> list[str]:
+    """Tensor names of the whole timm network, classifier included, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        return list(timm.create_model(model_name).state_dict())
 
 
 def _check_hub(model_name: str, info: WeightsInfo) -> None:
@@ -98,19 +98,32 @@ def timm_passthrough_entry(model_name: str) -> BackboneEntry:
         candidates = timm.list_models(f"*{model_name[:4]}*")[:200]
         raise ConfigError(unknown_name_message("timm model", model_name, candidates, "timm.list_models() shows all"))
 
-    def build(*, in_chans: int, tag: str | None, state_dict: dict | None) -> Backbone:
-        return build_timm_backbone(model_name, in_chans=in_chans, tag=tag, state_dict=state_dict)
+    def build(*, in_chans: int, tag: str | None) -> Backbone:
+        return build_timm_backbone(model_name, in_chans=in_chans, tag=tag)
 
-    return BackboneEntry(build=build, tags=("imagenet",), description=f"timm model {model_name}")
+    return BackboneEntry(
+        build,
+        tags=("imagenet",),
+        description=f"timm model {model_name}",
+        pretrained=timm_weights_info(model_name),
+        network_keys=partial(timm_network_keys, model_name),
+    )
 
 
 def _register() -> None:
     for model_name, min_size in TIMM_BACKBONES.items():
 
-        def build(*, in_chans: int, tag: str | None, state_dict: dict | None, _name=model_name, _min=min_size):
-            return build_timm_backbone(_name, in_chans=in_chans, tag=tag, state_dict=state_dict, min_size=_min)
+        def build(*, in_chans: int, tag: str | None, _name=model_name, _min=min_size) -> Backbone:
+            return build_timm_backbone(_name, in_chans=in_chans, tag=tag, min_size=_min)
 
-        register_backbone(model_name, build, tags=("imagenet",), description=f"timm {model_name}, features_only")
+        register_backbone(
+            model_name,
+            build,
+            tags=("imagenet",),
+            description=f"timm {model_name}, features_only",
+            pretrained=timm_weights_info(model_name),
+            network_keys=partial(timm_network_keys, model_name),
+        )
 
 
 _register()

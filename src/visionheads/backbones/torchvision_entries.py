@@ -11,7 +11,6 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from visionheads.backbones.registry import Backbone, register_backbone
 from visionheads.backbones.weights import WeightsInfo, ensure_download_possible
-from visionheads.errors import ConfigError
 
 # AlexNet nodes after each pooling step (and the ReLU before the first pool), fine to coarse.
 _ALEXNET_NODES = {"features.1": "s4", "features.4": "s8", "features.7": "s16", "features.12": "s32"}
@@ -35,7 +34,7 @@ class _DictToList(torch.nn.Module):
         return list(self.extractor(images).values())
 
 
-def build_alexnet(*, in_chans: int, tag: str | None, state_dict: dict[str, torch.Tensor] | None) -> Backbone:
+def build_alexnet(*, in_chans: int, tag: str | None) -> Backbone:
     """AlexNet (Krizhevsky 2012, torchvision layout) as a 4-stage backbone."""
     weights = None
     if tag is not None:
@@ -49,12 +48,6 @@ def build_alexnet(*, in_chans: int, tag: str | None, state_dict: dict[str, torch
         )
         weights = _ALEXNET_WEIGHTS
     model = torchvision.models.alexnet(weights=weights)
-    if state_dict is not None:
-        # Our own saved bodies (a task's file) hold the extractor's names: "extractor.features.0.weight".
-        state_dict = {key.removeprefix("extractor."): value for key, value in state_dict.items()}
-        missing, _ = model.load_state_dict(state_dict, strict=False)
-        if any(key.startswith("features.") for key in missing):
-            raise ConfigError(f"weights do not fit alexnet: missing {sorted(missing)[:5]}")
     if in_chans != 3:
         stem = model.features[0]
         new_stem = torch.nn.Conv2d(in_chans, 64, kernel_size=11, stride=4, padding=2)
@@ -63,7 +56,6 @@ def build_alexnet(*, in_chans: int, tag: str | None, state_dict: dict[str, torch
             new_stem.bias.copy_(stem.bias)
         model.features[0] = new_stem
     extractor = create_feature_extractor(model, return_nodes=_ALEXNET_NODES)
-    pretrained = tag is not None or state_dict is not None
     return Backbone(
         _DictToList(extractor),
         name="alexnet",
@@ -71,8 +63,21 @@ def build_alexnet(*, in_chans: int, tag: str | None, state_dict: dict[str, torch
         strides=[4, 8, 16, 32],
         in_chans=in_chans,
         min_input_size=63,
-        weights=ALEXNET_INFO if pretrained else None,
+        weights=ALEXNET_INFO if tag is not None else None,
     )
 
 
-register_backbone("alexnet", build_alexnet, tags=("imagenet",), description="torchvision AlexNet, 4 stages")
+def alexnet_network_keys() -> list[str]:
+    """Tensor names of torchvision's whole AlexNet (classifier included), built on the meta device."""
+    with torch.device("meta"):
+        return list(torchvision.models.alexnet().state_dict())
+
+
+register_backbone(
+    "alexnet",
+    build_alexnet,
+    tags=("imagenet",),
+    description="torchvision AlexNet, 4 stages",
+    pretrained=ALEXNET_INFO,
+    network_keys=alexnet_network_keys,
+)

@@ -145,9 +145,14 @@ class Task(L.LightningModule):
         *,
         backbone: str | Backbone = "simple_cnn",
         weights: str | Path | None = None,
+        strict: bool = True,
         **arguments: Any,
     ) -> None:
-        """Build backbone and head; `arguments` are the fields of the task's config and its head's options."""
+        """Build backbone and head; `arguments` are the fields of the task's config and its head's options.
+
+        `weights` is a tag (e.g. "imagenet") or a file for the body; a file must fit it exactly unless
+        `strict=False`, which loads the tensors that fit and says which it left at random.
+        """
         super().__init__()
         if name is not None and name != self.name:
             raise ConfigError(f"{type(self).__name__} is the {self.name!r} task, not {name!r}")
@@ -158,7 +163,8 @@ class Task(L.LightningModule):
             torch.manual_seed(seed)  # initial weights are a function of the seed, whatever the global state
             body = backbone
             if not isinstance(body, Backbone):
-                body = create_backbone(body, weights=weights, in_chans=int(arguments.get("in_chans", 3)))
+                in_chans = int(arguments.get("in_chans", 3))
+                body = create_backbone(body, weights=weights, in_chans=in_chans, strict=strict)
             self._config = resolve_config(
                 self.config_type, task=self.name, heads=self.heads, default_head=self.default_head,
                 body=body, weights=weights, arguments=arguments,
