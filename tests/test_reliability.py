@@ -110,3 +110,62 @@ def test_wrapped_names_of_timm_features_and_whole_networks_both_load(tmp_path):
     torch.save(body.state_dict(), tmp_path / "body.pt")
     again = create_backbone("vgg11_bn", weights=tmp_path / "body.pt")
     assert all(torch.equal(again.state_dict()[k], v) for k, v in body.state_dict().items())
+
+
+# ----- resume: checked before anything in the run folder is touched -----------------------------------------------
+
+
+class _PowerCut:
+    """A Lightning callback raising as epoch `epoch` (from 1) starts: the epochs before it are finished and saved."""
+
+    def __new__(cls, epoch: int):
+        import lightning as L
+
+        class PowerCut(L.Callback):
+            def on_train_epoch_start(self, trainer, module):
+                if trainer.current_epoch + 1 == epoch:
+                    raise RuntimeError("power cut")
+
+        return PowerCut()
+
+
+def _hashes(folder):
+    import hashlib
+
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_refused_resume_leaves_the_run_folder_unchanged_hash_for_hash(tmp_path):
+    fit = {"train": "digits:train[:64]", "val": "digits:val[:32]", "epochs": 3, "batch_size": 32,
+           "project": tmp_path, "name": "cut", "plots": False, "progress": False, "checkpoint_every": 0}  # fmt: skip
+    with pytest.raises(RuntimeError, match="power cut"):
+        vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(**fit, callbacks=[_PowerCut(2)])
+    run = tmp_path / "classification" / "cut"
+    before = _hashes(run)
+    assert {"last.ckpt", "metrics.csv", "config.yaml", "best.pt"} <= {p.name for p in before}
+
+    def resume(task_arguments, reason, **changes):
+        task = vh.Task(**{"name": "classification", "backbone": "lenet5", "in_chans": 1, "image_size": 16}
+                       | task_arguments)  # fmt: skip
+        with pytest.raises(vh.ConfigError, match=reason):
+            task.fit(**fit | {"name": None, "resume": run} | changes)
+        assert _hashes(run) == before and {p.name for p in (tmp_path / "classification").iterdir()} == {"cut"}
+
+    resume({"backbone": "simple_cnn"}, r"the run's task differs from this one \(backbone: 'lenet5' in the run")
+    resume({"name": "regression"}, "a classification checkpoint, given to a regression fit")
+    resume({"image_size": 20}, r"image_size: 16 in the run, 20 now")
+    resume({}, r"changes epochs=3 in the run, 5 now .*learning-rate schedule", epochs=5)
+    resume({}, r"changes batch_size=32 in the run, 16 now", batch_size=16)
+    resume({}, r"changes train='digits:train\[:64\]' in the run, 'digits:train\[:48\]' now", train="digits:train[:48]")
+    checkpoint = run / "last.ckpt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:5000])  # a copy cut short by a full disk
+    before = _hashes(run)
+    resume({}, r"last.ckpt: not a readable visionheads checkpoint")
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_resume(tmp_path):
+    fit = {"train": "digits:train[:64]", "val": False, "epochs": 1, "batch_size": 32, "project": tmp_path,
+           "plots": False, "progress": False}  # fmt: skip
+    run = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(**fit).run_dir
+    with pytest.raises(vh.ConfigError, match=r"the run finished all its 1 epoch\(s\); there is nothing to resume"):
+        vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(**fit, resume=run)

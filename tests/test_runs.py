@@ -173,5 +173,5 @@ def test_resume_into_a_different_model_is_a_config_error():
         _task().fit(**FIT, callbacks=[PowerCut(epoch=2)])
     (run,) = Path("runs/classification").iterdir()
     other = vh.Task("classification", backbone="simple_cnn", in_chans=1, image_size=16)
-    with pytest.raises(vh.ConfigError, match="does not fit this task's model"):
+    with pytest.raises(vh.ConfigError, match="the run's task differs from this one \\(backbone: 'lenet5' in the run"):
         other.fit(**FIT, resume=run)

@@ -21,6 +21,7 @@ from visionheads.data.catalog import Source
 from visionheads.engine import BEST_WEIGHTS, RESUME_CHECKPOINT, build_trainer, new_run_dir, quiet_lightning
 from visionheads.errors import ConfigError, whole_number
 from visionheads.tasks.history import History
+from visionheads.tasks.resuming import check_resumable, resume_checkpoint
 
 STRATEGIES = ("auto", "scratch", "features", "freeze", "finetune")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -120,6 +121,8 @@ class Fittable(Protocol):
 
     def plot(self, out_dir: Any = None, data: Any = None, *, history: History | None = None) -> list[Path]: ...
 
+    def state_dict(self) -> dict[str, Any]: ...
+
 
 def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> History:
     """Train `task` as `settings` say and return the History; see Task.fit."""
@@ -142,9 +145,11 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
         loaders = [task.data_loader(s, train=s is train_source, batch_size=settings.batch_size,
                                     num_workers=settings.num_workers)
                    for s in (train_source, val_source) if s is not None]  # fmt: skip
+    data = {"train": train_source.description, "val": val_source.description if val_source else None}
+    if checkpoint is not None:  # before anything in its folder is touched
+        check_resumable(task.name, task.config.arguments(), task.state_dict(), checkpoint, settings.record() | data)
     run_dir = checkpoint.parent if checkpoint is not None else new_run_dir(settings.project, task.name, settings.name)
     if checkpoint is None:
-        data = {"train": train_source.description, "val": val_source.description if val_source else None}
         record = {"task": {"name": task.name, **task.config.arguments()}, "fit": settings.record() | data}
         (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
     monitor, mode = task.monitor if val_source is not None else ("train_loss", "min")
@@ -177,18 +182,6 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
             task.plot(run_dir, data=val_source, history=task.history)
         print(f"results saved to {run_dir}", file=sys.stderr)
     return task.history
-
-
-def resume_checkpoint(resume: str | Path) -> Path:
-    """The last.ckpt of a run folder (or the file itself); ConfigError naming what is missing."""
-    path = Path(resume).expanduser()
-    checkpoint = path / RESUME_CHECKPOINT if path.is_dir() else path
-    if not checkpoint.is_file():
-        raise ConfigError(
-            f"resume={str(resume)!r}: no {RESUME_CHECKPOINT} there; pass the run folder of an interrupted fit "
-            f"(it holds {RESUME_CHECKPOINT}, written after every epoch) or that file itself"
-        )
-    return checkpoint
 
 
 def _say_how_to_resume(run_dir: Path) -> None:
