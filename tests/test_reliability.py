@@ -169,3 +169,85 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_resume(tmp_path):
     run = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(**fit).run_dir
     with pytest.raises(vh.ConfigError, match=r"the run finished all its 1 epoch\(s\); there is nothing to resume"):
         vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(**fit, resume=run)
+
+
+# ----- a fit that cannot go on: NaN loss, signals, and what is left on disk -----------------------------------------
+
+_TINY_FIT = {"train": "digits:train[:64]", "val": "digits:val[:32]", "epochs": 3, "batch_size": 32,
+             "plots": False, "progress": False, "checkpoint_every": 0}  # fmt: skip
+
+
+class _AtEpoch:
+    """A Lightning callback running `action(trainer)` as epoch `epoch` (from 1) starts."""
+
+    def __new__(cls, epoch: int, action):
+        import lightning as L
+
+        class AtEpoch(L.Callback):
+            def on_train_epoch_start(self, trainer, module):
+                if trainer.current_epoch + 1 == epoch:
+                    action(trainer)
+
+        return AtEpoch()
+
+
+def _poison_the_weights(trainer):  # as an overflow in the previous step would leave them
+    for parameter in trainer.lightning_module.parameters():
+        parameter.data.fill_(float("nan"))
+
+
+def test_a_loss_that_turns_nan_stops_the_fit_naming_epoch_and_batch_and_keeps_the_last_good_checkpoint(tmp_path):
+    import torch
+
+    from visionheads.tasks.checkpoint import read_task_file
+
+    task = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16)
+    with pytest.raises(vh.TrainingError, match=r"loss became (nan|inf) at epoch 2, batch 1; .*Lower lr"):
+        task.fit(**_TINY_FIT, project=tmp_path, name="nan", callbacks=[_AtEpoch(2, _poison_the_weights)])
+    saved = read_task_file(tmp_path / "classification" / "nan" / "last.ckpt")
+    assert saved.epoch == 1 and all(torch.isfinite(v).all() for v in saved.state_dict.values() if v.is_floating_point())
+    assert (tmp_path / "classification" / "nan" / "best.pt").is_file()
+
+
+def test_a_fit_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path):
+    def fail(trainer):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(
+            **_TINY_FIT, project=tmp_path, callbacks=[_AtEpoch(1, fail)]
+        )
+    with pytest.raises(vh.ConfigError, match="invalid training option"):
+        vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(
+            **_TINY_FIT, project=tmp_path, accelerator="abacus"
+        )
+    assert not any((tmp_path / "classification").iterdir())
+
+
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_and_sigterm_exit_130_and_143_with_the_resume_state_saved(signal_name, code, monkeypatch, capsys):
+    import os
+    import signal
+
+    from visionheads.tasks import fitting
+    from visionheads.tasks.checkpoint import read_task_file
+
+    def send(trainer):
+        os.kill(os.getpid(), getattr(signal, signal_name))
+
+    build = fitting.build_trainer
+    monkeypatch.setattr(fitting, "build_trainer", lambda **kw: build(**kw | {"callbacks": [_AtEpoch(3, send)]}))
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        arguments = [f"{key}={value}" for key, value in _TINY_FIT.items() if key != "progress"]
+        command = ["fit", "classification", "backbone=lenet5", "in_chans=1", "image_size=16", "name=cut", *arguments]
+        if signal_name == "SIGINT":
+            assert main(command) == code
+        else:
+            with pytest.raises(SystemExit) as stop:
+                main(command)
+            assert stop.value.code == code
+    finally:
+        signal.signal(signal.SIGINT, sigint)  # Lightning ignores further Ctrl-C after a graceful shutdown
+    assert "resume=runs/classification/cut" in capsys.readouterr().err
+    assert read_task_file("runs/classification/cut/last.ckpt").epoch == 2

@@ -2,7 +2,7 @@
 
 from visionheads import backbones, data
 from visionheads.backbones import create_backbone, list_backbones
-from visionheads.errors import ConfigError, DataError, VisionHeadsError
+from visionheads.errors import ConfigError, DataError, TrainingError, VisionHeadsError
 from visionheads.recipes import run_recipe
 from visionheads.tasks import Evaluation, History, Task, list_tasks, task_class
 
@@ -22,6 +22,7 @@ __all__ = [
     "Evaluation",
     "History",
     "Task",
+    "TrainingError",
     "VisionHeadsError",
     "__version__",
     "backbones",

@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -28,6 +29,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from visionheads._atomic import write_atomically
 from visionheads.errors import ConfigError
@@ -140,6 +142,7 @@ class RunRecord(Checkpoint):
         self.best_epoch: int | None = None
         self._start = 0.0
         self._saved = 0.0  # when last.ckpt was last written
+        self.interrupted: int | None = None  # signal.SIGINT or SIGTERM when the fit was stopped by one
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._saved = time.perf_counter()
@@ -180,6 +183,13 @@ class RunRecord(Checkpoint):
         trainer.save_checkpoint(self.run_dir / LAST_WEIGHTS, weights_only=True)
         if not self.validated:
             trainer.save_checkpoint(self.run_dir / BEST_WEIGHTS, weights_only=True)
+
+    def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
+        # Lightning turns Ctrl-C into exit(1) and SIGTERM into an exception meaning exit(0); fit needs to know which.
+        if isinstance(exception, KeyboardInterrupt):
+            self.interrupted = signal.SIGINT
+        elif isinstance(exception, SIGTERMException):
+            self.interrupted = signal.SIGTERM
 
     @property
     def validated(self) -> bool:

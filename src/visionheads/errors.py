@@ -18,6 +18,10 @@ class DataError(VisionHeadsError, ValueError):
     """Input data that is missing, malformed or disagrees with the task."""
 
 
+class TrainingError(VisionHeadsError, RuntimeError):
+    """Training that cannot go on, e.g. a loss that turned NaN or infinite."""
+
+
 def whole_number(name: str, value: object, minimum: int = 1) -> int:
     """`value` if it is a whole number >= minimum (not a bool, not a float), else a ConfigError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:

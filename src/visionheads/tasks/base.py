@@ -44,7 +44,7 @@ from visionheads.data.pipeline import EpochClock, TensorSamples, TransformedData
 from visionheads.data.samples import as_image
 from visionheads.data.sources import resolve_source
 from visionheads.engine import build_evaluator, default_workers, inference_device, quiet_lightning
-from visionheads.errors import ConfigError, DataError
+from visionheads.errors import ConfigError, DataError, TrainingError
 from visionheads.tasks.checkpoint import META_KEY, meta, read_task_file, write_task_file
 from visionheads.tasks.config import HeadBuilder, TaskConfig, head_option_defaults, resolve_config
 from visionheads.tasks.fitting import FitSettings, TrainingPlan, run_fit
@@ -340,10 +340,23 @@ class Task(L.LightningModule):
         """The task's loss terms and their sum, which is optimised; their epoch means become train_* values."""
         losses = self.training_losses(batch)
         total = torch.stack(list(losses.values())).sum()
+        self._stop_unless_finite(total, batch_index)
         self._train_losses.update(_named_totals(losses, total), _batch_size(batch))
         if self.trainer.progress_bar_callback is not None:
             self.log("loss", total.detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
         return total
+
+    def _stop_unless_finite(self, total: torch.Tensor, batch_index: int) -> None:
+        # Before backward: the weights (and last.ckpt, best.pt) stay those of the last good step. Every process
+        # takes part in the decision, so that under DDP all stop together instead of waiting for the one that left.
+        finite = bool(torch.isfinite(total))
+        if self.trainer.strategy.reduce_boolean_decision(not finite, all=False):
+            value = "non-finite on another process" if finite else str(float(total.detach()))
+            raise TrainingError(
+                f"the training loss became {value} at epoch {self.current_epoch + 1}, batch {batch_index + 1}; "
+                f"the fit stopped and its run folder keeps the last saved epoch. Lower lr (it was {self.plan.lr:g}) "
+                "or look for extreme values in the data"
+            )
 
     def on_train_epoch_end(self) -> None:
         """Log `train_loss` (and `train_loss_<term>`): means over the epoch's samples, on every process."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import shutil
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +20,22 @@ import lightning as L
 import yaml
 
 from visionheads.data.catalog import Source
-from visionheads.engine import BEST_WEIGHTS, RESUME_CHECKPOINT, build_trainer, new_run_dir, quiet_lightning
-from visionheads.errors import ConfigError, whole_number
+from visionheads.engine import (
+    BEST_WEIGHTS,
+    LAST_WEIGHTS,
+    RESUME_CHECKPOINT,
+    RunRecord,
+    build_trainer,
+    new_run_dir,
+    quiet_lightning,
+)
+from visionheads.errors import ConfigError, TrainingError, whole_number
 from visionheads.tasks.history import History
 from visionheads.tasks.resuming import check_resumable, resume_checkpoint
 
 STRATEGIES = ("auto", "scratch", "features", "freeze", "finetune")
 SCHEDULES = ("onecycle", "cosine", "constant")
+CHECKPOINTS = (RESUME_CHECKPOINT, BEST_WEIGHTS, LAST_WEIGHTS)
 FINETUNE_BODY_LR_SCALE = 0.1  # pretrained bodies move slower than fresh heads (Keras / timm fine-tuning practice)
 
 
@@ -149,11 +160,39 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
     if checkpoint is not None:  # before anything in its folder is touched
         check_resumable(task.name, task.config.arguments(), task.state_dict(), checkpoint, settings.record() | data)
     run_dir = checkpoint.parent if checkpoint is not None else new_run_dir(settings.project, task.name, settings.name)
+    try:
+        trainer, record = _train(task, loaders, run_dir, checkpoint, settings, data, val_source is not None)
+    except BaseException:
+        if checkpoint is None and not any((run_dir / name).is_file() for name in CHECKPOINTS):
+            shutil.rmtree(run_dir, ignore_errors=True)  # a failed fit leaves no folder holding only its config
+        raise
+    rows = record.rows
+    monitor = record.monitor
+    if val_source is not None and record.best_epoch not in (None, rows[-1]["epoch"]):
+        task.load_weights(run_dir / BEST_WEIGHTS)  # keep the best validated epoch, as Keras' restore_best_weights
+    task.history = History(list(rows), run_dir, record.best_epoch, monitor)
+    if trainer.is_global_zero:
+        if settings.plots:
+            task.plot(run_dir, data=val_source, history=task.history)
+        print(f"results saved to {run_dir}", file=sys.stderr)
+    return task.history
+
+
+def _train(
+    task: Fittable,
+    loaders: list[Any],
+    run_dir: Path,
+    checkpoint: Path | None,
+    settings: FitSettings,
+    data: dict[str, Any],
+    validated: bool,
+) -> tuple[L.Trainer, RunRecord]:
+    """Write the run's config (a new run), build the Trainer and run it; an interrupted fit says how to resume."""
     if checkpoint is None:
         record = {"task": {"name": task.name, **task.config.arguments()}, "fit": settings.record() | data}
         (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
-    monitor, mode = task.monitor if val_source is not None else ("train_loss", "min")
-    trainer, record = build_trainer(
+    monitor, mode = task.monitor if validated else ("train_loss", "min")
+    trainer, run_record = build_trainer(
         run_dir=run_dir, epochs=settings.epochs, monitor=monitor, mode=mode, accelerator=settings.accelerator,
         devices=settings.devices, precision=settings.precision, distributed=settings.distributed,
         patience=settings.patience, callbacks=list(settings.callbacks), progress=settings.progress,
@@ -165,23 +204,24 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
         with quiet_lightning():
             # weights_only: a checkpoint file is data, never code (optimizer, loops and history are plain values).
             trainer.fit(task, *loaders, ckpt_path=checkpoint, weights_only=True)
+    except TrainingError:
+        raise  # resuming would diverge again: its message says what to change instead
     except RuntimeError as error:
         if checkpoint is not None and "state_dict" in str(error):
             raise ConfigError(f"{checkpoint}: the checkpoint does not fit this task's model ({error})") from error
         _say_how_to_resume(run_dir)
         raise
-    except BaseException:  # Ctrl-C arrives as SystemExit from Lightning's graceful shutdown
+    except SystemExit as stop:  # Lightning's graceful shutdown after Ctrl-C (exit 1) or SIGTERM (exit 0)
+        _say_how_to_resume(run_dir)
+        if run_record.interrupted == signal.SIGINT:
+            raise KeyboardInterrupt from stop  # the CLI exits 130, as shells expect after Ctrl-C
+        if run_record.interrupted == signal.SIGTERM:
+            raise SystemExit(128 + signal.SIGTERM) from stop  # 143: killed by SIGTERM, yet with its state saved
+        raise
+    except BaseException:
         _say_how_to_resume(run_dir)
         raise
-    rows = record.rows
-    if val_source is not None and record.best_epoch not in (None, rows[-1]["epoch"]):
-        task.load_weights(run_dir / BEST_WEIGHTS)  # keep the best validated epoch, as Keras' restore_best_weights
-    task.history = History(list(rows), run_dir, record.best_epoch, monitor)
-    if trainer.is_global_zero:
-        if settings.plots:
-            task.plot(run_dir, data=val_source, history=task.history)
-        print(f"results saved to {run_dir}", file=sys.stderr)
-    return task.history
+    return trainer, run_record
 
 
 def _say_how_to_resume(run_dir: Path) -> None:
