@@ -251,3 +251,25 @@ def test_ctrl_c_and_sigterm_exit_130_and_143_with_the_resume_state_saved(signal_
         signal.signal(signal.SIGINT, sigint)  # Lightning ignores further Ctrl-C after a graceful shutdown
     assert "resume=runs/classification/cut" in capsys.readouterr().err
     assert read_task_file("runs/classification/cut/last.ckpt").epoch == 2
+
+
+def test_every_number_of_steps_gives_a_one_cycle_schedule_that_runs_to_its_end():
+    import torch
+
+    from visionheads.tasks.base import one_cycle_warmup
+
+    for steps in range(1, 60):  # 5 steps (160 images, batch 32, 1 epoch) divided by zero inside OneCycleLR
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=1e-3, total_steps=steps, pct_start=one_cycle_warmup(steps)
+        )
+        for _ in range(steps):
+            optimizer.step()
+            schedule.step()
+
+
+def test_a_fit_of_exactly_five_steps_trains():
+    history = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(
+        "digits:train[:160]", val=False, epochs=1, batch_size=32, plots=False, progress=False
+    )
+    assert len(history.rows) == 1

@@ -21,6 +21,7 @@ evaluation_losses run `model(images)` and call it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -429,14 +430,23 @@ class Task(L.LightningModule):
         """AdamW over `parameter_groups()` with the plan's schedule (one-cycle by default) stepped every batch."""
         groups = self.parameter_groups()
         optimizer = torch.optim.AdamW(groups, weight_decay=self.plan.weight_decay)
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        estimated = self.trainer.estimated_stepping_batches
+        if self.plan.schedule != "constant" and not math.isfinite(estimated):
+            raise ConfigError(
+                f"schedule={self.plan.schedule!r} needs the number of training steps, and this data has no length; "
+                "use schedule='constant', or give max_steps"
+            )
+        total_steps = max(1, int(estimated)) if math.isfinite(estimated) else 1
         if self.plan.schedule == "constant":
             schedule: Any = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
         elif self.plan.schedule == "cosine":
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
         else:
             schedule = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=[group["lr"] for group in groups], total_steps=total_steps, pct_start=0.2
+                optimizer,
+                max_lr=[group["lr"] for group in groups],
+                total_steps=total_steps,
+                pct_start=one_cycle_warmup(total_steps),
             )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
@@ -661,6 +671,15 @@ class Task(L.LightningModule):
             evaluation = data if isinstance(data, Evaluation) else self.evaluation(data)
             paths += self.figures(evaluation, out_dir)
         return paths
+
+
+def one_cycle_warmup(total_steps: int, share: float = 0.2) -> float:
+    """The share of steps OneCycleLR warms up for: `share`, unless its warm-up would end exactly on step 1.
+
+    OneCycleLR divides by (share * total_steps - 1), so 5 steps at 0.2 (e.g. 160 images in batches of 32 for one
+    epoch) raised ZeroDivisionError in the first step.
+    """
+    return share if abs(share * total_steps - 1) > 1e-9 else share + 0.5 / total_steps
 
 
 def _batch_size(batch: dict[str, Any]) -> int:
