@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -174,6 +174,7 @@ class Task(L.LightningModule):
                 self.build_model(body) if self.head_outputs() is not None else HeadOnBody(body, None)
             )
         self.plan = TrainingPlan()  # how configure_optimizers trains; fit sets it from its arguments
+        self._loaded_from: Path | None = None  # the checkpoint of Task.load, for messages
         self.history: History | None = None  # the last fit's History
         self._clock = EpochClock(seed)
         self._body_frozen = False
@@ -491,9 +492,27 @@ class Task(L.LightningModule):
         )
         if len(source.dataset) == 0:
             raise DataError(f"{source.description}: the dataset is empty")
+        self._check_data_is_for_this_task(source, keys)
         self.check_data(source, fitting=fitting)
         self._transformed(source, self.eval_transform())[0]
         return source
+
+    def _check_data_is_for_this_task(self, source: Source, keys: tuple[str, ...]) -> None:
+        # Before the task's own checks, whose advice (e.g. "pass num_classes") misleads when the data is another
+        # task's: say so in those words.
+        sample = source.dataset[0]
+        if not isinstance(sample, Mapping):
+            return  # require_keys names the problem
+        missing = [key for key in keys if key not in sample]
+        if not missing:
+            return
+        given = next((task for key, task in TARGET_KEY_TASKS.items() if key in sample and key not in keys), None)
+        if given is not None:
+            what = "checkpoint" if self._loaded_from else "task"
+            raise DataError(
+                f"{source.description}: a {self.name} {what} given {given} data (its samples hold "
+                f"{sorted(sample)}, not {missing}); give {self.name} data, or use a {given} {what}"
+            )
 
     def data_loader(
         self, data: Any, *, train: bool, batch_size: int = 32, num_workers: int | None = None
@@ -633,6 +652,7 @@ class Task(L.LightningModule):
             arguments = task_class(saved.task)._version_1_arguments(arguments)
         task = Task(saved.task, **arguments)
         task._load_state(saved.state_dict, path)
+        task._loaded_from = Path(path)
         return task.eval()
 
     @classmethod
@@ -671,6 +691,11 @@ class Task(L.LightningModule):
             evaluation = data if isinstance(data, Evaluation) else self.evaluation(data)
             paths += self.figures(evaluation, out_dir)
         return paths
+
+
+# The sample key that marks each task's data (tasks whose samples hold only images, or labels as classification's, are
+# not told apart by keys).
+TARGET_KEY_TASKS = {"mask": "segmentation", "boxes": "detection", "angle": "regression", "label": "classification"}
 
 
 def one_cycle_warmup(total_steps: int, share: float = 0.2) -> float:
