@@ -152,7 +152,7 @@ def test_a_refused_resume_leaves_the_run_folder_unchanged_hash_for_hash(tmp_path
         assert _hashes(run) == before and {p.name for p in (tmp_path / "classification").iterdir()} == {"cut"}
 
     resume({"backbone": "simple_cnn"}, r"the run's task differs from this one \(backbone: 'lenet5' in the run")
-    resume({"name": "regression"}, "a classification checkpoint, given to a regression fit")
+    resume({"name": "siamese"}, "a classification checkpoint, given to a siamese fit")
     resume({"image_size": 20}, r"image_size: 16 in the run, 20 now")
     resume({}, r"changes epochs=3 in the run, 5 now .*learning-rate schedule", epochs=5)
     resume({}, r"changes batch_size=32 in the run, 16 now", batch_size=16)
@@ -284,3 +284,15 @@ def test_a_checkpoint_given_another_tasks_data_says_so_in_those_words(tmp_path, 
     assert main(["evaluate", str(checkpoint), "digits:test"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "segmentation checkpoint given classification data" in err
+
+
+def test_a_weights_file_of_python_objects_is_one_line_without_torchs_advice_to_unpickle_it(tmp_path):
+    import pickle
+
+    path = tmp_path / "objects.pt"
+    path.write_bytes(pickle.dumps({"conv1.weight": print}))  # a callable: torch's weights_only refuses it
+    with pytest.raises(vh.ConfigError) as caught:
+        vh.Task("classification", backbone="lenet5", weights=path)
+    message = str(caught.value)
+    assert "holds Python objects" in message and len(message.splitlines()) == 1
+    assert "weights_only" not in message and "will likely succeed" not in message

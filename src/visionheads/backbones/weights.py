@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +43,16 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             checkpoint = load_file(str(path), device="cpu")
         else:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch and safetensors raise many types for a bad file
+    except pickle.UnpicklingError as error:  # torch's weights_only refusal; its advice to disable that is not ours
         raise ConfigError(
-            f"cannot read weights file {str(path)!r}: {error}. It must be a state dict saved with torch.save "
-            "(tensors only) or a .safetensors file."
+            f"cannot read weights file {str(path)!r}: it holds Python objects besides tensors, which are never "
+            "unpickled here (they can run code). Save model.state_dict() with torch.save, or use a .safetensors file"
+        ) from error
+    except Exception as error:  # torch and safetensors raise many types for a bad file
+        reason = str(error).splitlines()[0][:200]
+        raise ConfigError(
+            f"cannot read weights file {str(path)!r} ({type(error).__name__}: {reason}); it must be a state dict "
+            "saved with torch.save (tensors only) or a .safetensors file"
         ) from error
     return _unwrap_state_dict(checkpoint, path)
 
