@@ -1,0 +1,74 @@
+"""The command line answers at once: no torch for --help and list."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import visionheads as vh
+from visionheads import _names
+from visionheads.backbones.registry import registered_entry
+from visionheads.cli import main
+from visionheads.data import catalog
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+HEAVY = ("torch", "torchvision", "timm", "lightning", "segmentation_models_pytorch", "albumentations", "matplotlib")
+
+
+def _built_in(names: list[str], module_of) -> list[str]:
+    # Other test files register their own entries in this process (the template's "count" task); list only ours.
+    return [name for name in names if module_of(name).startswith("visionheads.")]
+
+
+def test_import_visionheads_and_its_cli_import_nothing_heavy():
+    script = (
+        "import sys, visionheads as vh, visionheads.cli\n"
+        "vh.ConfigError, vh.DataError, vh.__version__\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", vh.__all__)
+def test_every_public_name_still_resolves(name):
+    namespace: dict = {}
+    exec(f"from visionheads import {name}", namespace)  # the `from visionheads import X` form
+    assert namespace[name] is getattr(vh, name)
+    assert name in dir(vh)
+
+
+def test_lazy_attributes_are_the_real_objects():
+    from visionheads.tasks import Task, task_class
+
+    assert vh.Task is Task and vh.task_class is task_class
+    assert vh.tasks.FitSettings is vh.tasks.fitting.FitSettings  # submodules load on demand too
+    assert vh.list_heads("classification") == ["linear", "mlp"]
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        _ = vh.nonsense
+
+
+def test_the_static_names_equal_the_registries():
+    tasks = _built_in(vh.list_tasks(), lambda name: vh.task_class(name).__module__)
+    assert {task: vh.list_heads(task) for task in tasks} == {k: list(v) for k, v in _names.TASK_HEADS.items()}
+    assert list(_names.TASK_HEADS) == tasks  # sorted, as list prints them
+    assert _built_in(vh.list_backbones(), lambda n: registered_entry(n).build.__module__) == list(_names.BACKBONES)
+    datasets = vh.data.list_datasets()
+    assert _built_in(datasets, lambda name: catalog._BUILTINS.get(name).__module__) == list(_names.DATASETS)
+
+
+def test_list_prints_the_tables(capsys):
+    assert main(["list", "tasks"]) == 0
+    assert capsys.readouterr().out.split() == list(_names.TASK_HEADS)
+    assert main(["list", "heads"]) == 0
+    assert "segmentation: deeplabv3plus, fpn, segnet, unet\n" in capsys.readouterr().out
+    assert main(["list", "datasets"]) == 0
+    assert capsys.readouterr().out.split() == ["coco", "digits", "mnist", "rotated-digits", "shapes"]
+    assert main(["list", "backbones"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "timm/<any timm model name>"
