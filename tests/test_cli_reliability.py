@@ -1,8 +1,9 @@
-"""The command line answers at once: no torch for --help and list."""
+"""The command line answers at once (no torch for --help and list) and explains fit's keys."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,13 @@ def test_list_prints_the_tables(capsys):
     assert capsys.readouterr().out.split() == ["coco", "digits", "mnist", "rotated-digits", "shapes"]
     assert main(["list", "backbones"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "timm/<any timm model name>"
+
+
+def test_fit_help_names_the_keys(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for key in ("epochs", "batch_size", "lr", "train", "val", "test", "backbone", "image_size", "num_classes"):
+        assert re.search(rf"\b{key}=", out), key
+    assert "lightning.Trainer" in out and "label_smoothing" in out and "head=unet*" in out

@@ -45,7 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--project", default="runs", help="parent folder of the run folder")
     demo.set_defaults(run=_demo)
 
-    fit = sub.add_parser("fit", help="train from a recipe YAML or a task name, with key=value overrides")
+    fit = sub.add_parser(
+        "fit",
+        help="train from a recipe YAML or a task name, with key=value overrides",
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fit.add_argument("-h", "--help", action=_FitHelp, help="show this help with every key fit takes, and exit")
     fit.add_argument("recipe", help="a recipe .yaml, or a task name (then give train=DATA)")
     fit.add_argument("overrides", nargs="*", help="key=value, e.g. epochs=3 fit.lr=0.01 backbone=resnet18")
     fit.set_defaults(run=_fit)
@@ -68,6 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("what", choices=["backbones", "tasks", "heads", "datasets"])
     listing.set_defaults(run=_list)
     return parser
+
+
+class _FitHelp(argparse.Action):
+    """`fit --help`: the usage, then every key=value a recipe takes (it imports the tasks to list their options)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from visionheads.recipes import describe_keys
+
+        parser.epilog = describe_keys()
+        parser.print_help()
+        parser.exit()
 
 
 def _demo(args: argparse.Namespace) -> int:
