@@ -1,4 +1,5 @@
-"""The command line answers at once (no torch for --help and list) and explains fit's keys."""
+"""The command line answers at once (no torch for --help and list), explains fit's keys, and predict writes one
+visible palette PNG per image without overwriting another's."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import visionheads as vh
 from visionheads import _names
 from visionheads.backbones.registry import registered_entry
-from visionheads.cli import main
+from visionheads.cli import _output_stems, main
 from visionheads.data import catalog
+from visionheads.data.masks import mask_palette, save_mask
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 HEAVY = ("torch", "torchvision", "timm", "lightning", "segmentation_models_pytorch", "albumentations", "matplotlib")
@@ -83,3 +87,41 @@ def test_fit_help_names_the_keys(capsys):
     for key in ("epochs", "batch_size", "lr", "train", "val", "test", "backbone", "image_size", "num_classes"):
         assert re.search(rf"\b{key}=", out), key
     assert "lightning.Trainer" in out and "label_smoothing" in out and "head=unet*" in out
+
+
+def test_output_stems_stay_when_distinct_and_differ_when_not():
+    assert _output_stems(["a/x.png", "b/y.png", "z.jpg"]) == ["x", "y", "z"]
+    assert _output_stems(["a/x.png", "b/x.png", "c/y.png"]) == ["a_x", "b_x", "y"]
+    assert _output_stems(["1/a/x.png", "2/a/x.png", "a/x.png"]) == ["a_x", "a_x_2", "a_x_3"]
+    assert _output_stems(["a/x.png", "b/x.png", "a_x.png"]) == ["a_x", "b_x", "a_x_2"]
+
+
+def test_save_mask_writes_a_palette_png_of_the_class_indices(tmp_path):
+    mask = np.array([[0, 1, 2], [3, 4, 255]], dtype=np.int64)
+    with Image.open(save_mask(mask, tmp_path / "m.png")) as image:
+        assert image.mode == "P"
+        assert np.array_equal(np.array(image), mask)
+    palette = np.array(mask_palette()).reshape(256, 3)
+    assert len({tuple(colour) for colour in palette[:21]}) == 21  # VOC's 21 classes, all distinct
+    assert tuple(palette[255]) == (255, 255, 255)
+    wide = np.array([[0, 300]])  # more classes than a palette holds: 16-bit grey, still the indices
+    assert np.array_equal(np.array(Image.open(save_mask(wide, tmp_path / "w.png"))), wide)
+
+
+def test_predict_writes_one_palette_mask_per_image(tmp_path, capsys):
+    task = vh.Task("segmentation", backbone="lenet5", num_classes=3, image_size=32)
+    checkpoint = task.save(tmp_path / "seg.pt")
+    rng = np.random.default_rng(0)
+    images = []
+    for folder, name in (("a", "x"), ("b", "x"), ("c", "y")):
+        (tmp_path / folder).mkdir()
+        images.append(tmp_path / folder / f"{name}.png")
+        Image.fromarray(rng.integers(0, 255, (20, 28, 3), dtype=np.uint8)).save(images[-1])
+    out = tmp_path / "predictions"
+    assert main(["predict", str(checkpoint), *map(str, images), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a_x_mask.png", "b_x_mask.png", "y_mask.png"]
+    assert f"mask saved to {out / 'a_x_mask.png'}" in capsys.readouterr().out
+    for image, written in zip(images, ("a_x_mask.png", "b_x_mask.png", "y_mask.png"), strict=True):
+        with Image.open(out / written) as mask:
+            assert mask.mode == "P" and mask.size == (28, 20)
+            assert np.array_equal(np.array(mask), task.predict([str(image)])[0])
