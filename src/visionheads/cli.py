@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--project", default="runs", help="parent folder of the run folder")
     demo.set_defaults(run=_demo)
 
-    fit = sub.add_parser("fit", help="train from a recipe YAML or a task name, with key=value overrides")
+    fit = sub.add_parser(
+        "fit",
+        help="train from a recipe YAML or a task name, with key=value overrides",
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fit.add_argument("-h", "--help", action=_FitHelp, help="show this help with every key fit takes, and exit")
     fit.add_argument("recipe", help="a recipe .yaml, or a task name (then give train=DATA)")
     fit.add_argument("overrides", nargs="*", help="key=value, e.g. epochs=3 fit.lr=0.01 backbone=resnet18")
     fit.set_defaults(run=_fit)
@@ -68,6 +75,20 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("what", choices=["backbones", "tasks", "heads", "datasets"])
     listing.set_defaults(run=_list)
     return parser
+
+
+class _FitHelp(argparse.Action):
+    """`fit --help`: the usage, then every key=value a recipe takes (it imports the tasks to list their options)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from visionheads.recipes import describe_keys
+
+        parser.epilog = describe_keys()
+        parser.print_help()
+        parser.exit()
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -132,22 +153,46 @@ def _with_images(data: str, images: str) -> dict[str, Any]:
 
 def _predict(args: argparse.Namespace) -> int:
     import visionheads as vh
+    from visionheads.data.masks import save_mask
 
     task = vh.Task.load(args.checkpoint)
     if task.name == "siamese":
         return _compare(task, args.images)
     results = task.predict(args.images)
+    out = Path(args.out)
+    stems = _output_stems(args.images)
     if task.name == "detection":
-        return _write_detections(task, args.images, results, Path(args.out))
-    for image, result in zip(args.images, results, strict=False):
-        if getattr(result, "ndim", 0) == 2:  # a mask: too big to print, written as a PNG of class indices
-            shown = f"mask saved to {_save_image(result, Path(args.out) / f'{Path(image).stem}_mask.png')}"
+        return _write_detections(task, args.images, stems, results, out)
+    for image, stem, result in zip(args.images, stems, results, strict=False):
+        if getattr(result, "ndim", 0) == 2:  # a mask: too big to print, written as a palette PNG of class indices
+            shown = f"mask saved to {save_mask(result, out / f'{stem}_mask.png')}"
         elif getattr(result, "ndim", 0) == 3:  # an image (a reconstruction): written as a PNG
-            shown = f"image saved to {_save_image(result, Path(args.out) / f'{Path(image).stem}_{task.name}.png')}"
+            shown = f"image saved to {_save_image(result, out / f'{stem}_{task.name}.png')}"
         else:
             shown = {k: v for k, v in result.items() if k != "probs"} if isinstance(result, dict) else result
         echo(f"{image}: {shown}")
     return 0
+
+
+def _output_stems(images: list[str]) -> list[str]:
+    """One distinct output name per image: its stem, or `<folder>_<stem>` (then a `_2`, `_3` suffix) on a clash.
+
+    `a/x.png b/x.png` gives `a_x`, `b_x`; names that do not clash stay as they are.
+    """
+    paths = [Path(image) for image in images]
+    clashes = Counter(path.stem for path in paths)
+    wanted = [f"{path.parent.name}_{path.stem}" if clashes[path.stem] > 1 and path.parent.name else path.stem
+              for path in paths]  # fmt: skip
+    taken: set[str] = set()
+    stems = []
+    for name in wanted:
+        stem, count = name, 1
+        while stem in taken or (stem != name and stem in wanted):
+            count += 1
+            stem = f"{name}_{count}"
+        taken.add(stem)
+        stems.append(stem)
+    return stems
 
 
 def _compare(task: Any, images: list[str]) -> int:
@@ -160,14 +205,14 @@ def _compare(task: Any, images: list[str]) -> int:
     return 0
 
 
-def _write_detections(task: Any, images: list[str], results: list[dict], out: Path) -> int:
+def _write_detections(task: Any, images: list[str], stems: list[str], results: list[dict], out: Path) -> int:
     from visionheads.metrics.coco import results_list
     from visionheads.tasks.detection import write_results
     from visionheads.viz.detection import draw_detections
 
-    for image_id, (image, result) in enumerate(zip(images, results, strict=True), start=1):
+    for image_id, (image, stem, result) in enumerate(zip(images, stems, results, strict=True), start=1):
         shown = ", ".join(f"{n} {s:.2f}" for n, s in zip(result["labels"], result["scores"], strict=True) if s >= 0.5)
-        picture = draw_detections(task.image_arrays([image])[0], result, out / f"{Path(image).stem}_detections.png")
+        picture = draw_detections(task.image_arrays([image])[0], result, out / f"{stem}_detections.png")
         echo(f"{image} (image_id {image_id}): {len(result['boxes'])} detection(s); {shown or 'none'} >= 0.5; {picture}")
     path = write_results(results_list(range(1, len(results) + 1), results), out / "detections.json")
     echo(f"detections (COCO results JSON, image ids in the order given): {path}")
@@ -175,28 +220,26 @@ def _write_detections(task: Any, images: list[str], results: list[dict], out: Pa
 
 
 def _save_image(array: Any, path: Path) -> Path:
-    import numpy as np
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    if array.ndim == 3:  # HxWxC uint8; PIL takes grey images as HxW
-        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
-    else:  # class indices
-        Image.fromarray(array.astype(np.uint8 if array.max() < 256 else np.uint16)).save(path)
+    # HxWxC uint8; PIL takes grey images as HxW
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
     return path
 
 
 def _list(args: argparse.Namespace) -> int:
-    import visionheads as vh
+    # The static tables, not the registries: filling those imports torch, timm and Lightning (~10 s).
+    from visionheads import _names
 
     if args.what == "backbones":
-        echo("\n".join(vh.list_backbones() + ["timm/<any timm model name>"]))
+        echo("\n".join([*_names.BACKBONES, "timm/<any timm model name>"]))
     elif args.what == "tasks":
-        echo("\n".join(vh.list_tasks()))
+        echo("\n".join(_names.TASK_HEADS))
     elif args.what == "datasets":
-        echo("\n".join(vh.data.list_datasets()))
+        echo("\n".join(_names.DATASETS))
     else:
-        for name, heads in vh.list_heads().items():
+        for name, heads in _names.TASK_HEADS.items():
             echo(f"{name}: {', '.join(heads)}")
     return 0
 

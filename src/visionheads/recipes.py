@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from visionheads.errors import ConfigError
-from visionheads.tasks import FitSettings, Task
+from visionheads.tasks import FitSettings, Task, TaskConfig, list_tasks, task_class
+from visionheads.tasks.config import head_option_defaults
 
 SECTIONS = ("task", "data", "fit")
 DATA_KEYS = ("train", "val", "test")
@@ -83,6 +85,50 @@ def run_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Tas
             if recipe["fit"].get("plots", True):
                 task.plot(history.run_dir, data=evaluation)  # the task's figures show the test data
     return task
+
+
+def describe_keys(width: int = 100) -> str:
+    """Every key a recipe section takes, as text for `visionheads fit --help`."""
+    fit_keys = [f"{f.name}={_default(f)}" for f in dataclasses.fields(FitSettings) if f.name not in _NOT_KEYS]
+    shared = [f for f in dataclasses.fields(TaskConfig) if f.name not in _NOT_KEYS]
+    task_keys = ["weights=None"] + [f"{f.name}={_default(f)}" for f in shared]
+    base = {f.name for f in dataclasses.fields(TaskConfig)}
+    lines = [
+        "keys: key=value, values read as YAML (e.g. class_names=[cat,dog]); section.key also works (fit.lr=0.01)",
+        "",
+        "data: train=DATA (required), val=DATA (false: none), test=DATA (scored after the fit). DATA is a built-in",
+        "  dataset (`visionheads list datasets`: digits, digits:val, shapes:test, mnist:ROOT:train, ...), optionally",
+        "  sliced (digits[:500]); coco:ANNOTATIONS.json[:cat,dog][@train|@val|@test][[:N]]; or a path the task",
+        "  reads (class folders, images/ + masks/, a COCO JSON)",
+        "",
+        *_wrapped("fit: ", fit_keys, width),
+        "  and any other lightning.Trainer argument as fit.NAME=VALUE (e.g. fit.gradient_clip_val=1.0)",
+        "",
+        *_wrapped("task (every task): ", task_keys, width),
+        "  and each task's own keys, then the options of its heads (* the default head), also given as key=value:",
+    ]
+    for name in list_tasks():
+        cls = task_class(name)
+        own = [f.name for f in dataclasses.fields(cls.config_type) if f.name not in base]
+        lines += _wrapped(f"  {name}: ", own, width)
+        for head, build in sorted(cls.heads.items()):
+            label = f"    head={head}{'*' if head == cls.default_head else ''}: "
+            lines += _wrapped(label, list(head_option_defaults(build)) or ["(no options)"], width)
+    return "\n".join(lines)
+
+
+_NOT_KEYS = ("callbacks", "trainer", "head_options")  # Python objects, or filled from the other keys
+
+
+def _default(field: dataclasses.Field) -> str:
+    if field.name == "head":
+        return "(the task's default)"
+    value = field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[misc]
+    return str(value)
+
+
+def _wrapped(label: str, words: list[str], width: int) -> list[str]:
+    return textwrap.wrap(" ".join(words), width, initial_indent=label, subsequent_indent=" " * len(label))
 
 
 def format_metrics(metrics: dict[str, float], *, title: str) -> str:

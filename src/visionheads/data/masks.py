@@ -51,3 +51,44 @@ class MaskFolders(Dataset):
         except (UnidentifiedImageError, OSError) as error:
             raise DataError(f"{path}: cannot decode mask ({error})") from error
         return {"image": read_image(self.images[index], self.channels), "mask": array}
+
+
+IGNORE_COLOUR = (255, 255, 255)  # index 255, the usual "ignore" label, shows white
+
+
+def mask_palette() -> list[int]:
+    """256 RGB colours, flat, for palette PNGs: the PASCAL VOC colour map (0 black, then distinct colours), 255 white.
+
+    VOC's map spreads the bits of each index over R, G and B, so neighbouring class indices get far-apart colours.
+    """
+    palette = []
+    for index in range(256):
+        red = green = blue = 0
+        for shift in range(7, -1, -1):
+            red |= ((index >> 0) & 1) << shift
+            green |= ((index >> 1) & 1) << shift
+            blue |= ((index >> 2) & 1) << shift
+            index >>= 3
+        palette += [red, green, blue]
+    palette[-3:] = IGNORE_COLOUR
+    return palette
+
+
+def save_mask(mask: np.ndarray, path: str | Path) -> Path:
+    """Write an HxW mask of class indices as a PNG whose pixel values are the indices.
+
+    Indices up to 255 give a palette PNG (mode "P"), which viewers show in colour and `np.array(Image.open(path))`
+    reads back as the indices; larger ones a 16-bit greyscale PNG.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mask = np.asarray(mask)
+    if mask.size and (mask.min() < 0 or mask.max() > 65535):
+        raise DataError(f"{path}: mask values {mask.min()}..{mask.max()} do not fit a PNG (0..65535)")
+    if mask.size == 0 or mask.max() < 256:
+        image = Image.fromarray(mask.astype(np.uint8))
+        image.putpalette(mask_palette())  # makes the "L" image a "P" image with the same pixel values
+    else:
+        image = Image.fromarray(mask.astype(np.uint16))
+    image.save(path)
+    return path
