@@ -296,3 +296,32 @@ def test_a_weights_file_of_python_objects_is_one_line_without_torchs_advice_to_u
     message = str(caught.value)
     assert "holds Python objects" in message and len(message.splitlines()) == 1
     assert "weights_only" not in message and "will likely succeed" not in message
+
+
+@pytest.mark.parametrize(
+    "key, suggestion",
+    [
+        ("epocs", "epochs"),
+        ("batchsize", "batch_size"),
+        ("max_epoch", "max_epochs"),
+        ("backbon", "backbone"),
+        ("imagesize", "image_size"),
+    ],  # fmt: skip
+)
+def test_misspelled_keys_get_a_did_you_mean_from_task_fit_and_trainer_arguments(key, suggestion, capsys, tmp_path):
+    with pytest.raises(vh.ConfigError, match=f"did you mean {suggestion!r}"):
+        vh.Task("classification", backbone="lenet5", **{key: 3})
+    assert main(["fit", "classification", "train=digits", f"project={tmp_path}", f"{key}=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"did you mean {suggestion!r}" in err
+
+
+def test_one_sample_batches_never_reach_training():
+    import numpy as np
+
+    images, labels = np.random.default_rng(0).integers(0, 255, (33, 32, 32, 1), dtype=np.uint8), np.arange(33) % 2
+    task = vh.Task("classification", backbone="resnet18", in_chans=1, image_size=32)  # BatchNorm on 1x1 maps
+    loader = task.data_loader((images, labels), train=True, batch_size=32)
+    assert [len(batch["label"]) for batch in loader] == [32]  # the 33rd sample's batch of one is dropped
+    with pytest.raises(vh.DataError, match="1 training sample; training needs at least 2"):
+        task.fit((images[:1], labels[:1]), val=False, epochs=1)

@@ -120,12 +120,23 @@ def _provenance(weights: str | Path, body: Backbone) -> str:
     return str(Path(weights).expanduser())
 
 
+def _fit_hint(key: str) -> str:
+    # Task and fit keys share one namespace in recipes and on the command line: `epocs=3` reaches the task.
+    from visionheads.tasks.fitting import fit_argument_names
+
+    ours, trainer = fit_argument_names()
+    if key in ours | trainer:
+        return f"{key!r} is an argument of fit, not of the task; "
+    close = difflib.get_close_matches(key, sorted(ours) + sorted(trainer), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}, an argument of fit (not of the task)? " if close else ""
+
+
 def _unknown_option(
     task: str, key: str, names: set[str], head: str, head_defaults: dict[str, Any], heads: Mapping[str, HeadBuilder]
 ) -> str:
     valid = sorted((names - {"head_options"}) | set(head_defaults))
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = f"did you mean {close[0]!r}? " if close else _fit_hint(key)
     elsewhere = [name for name, build in heads.items() if name != head and key in head_option_defaults(build)]
     if elsewhere:
         hint += f"(an option of head {elsewhere[0]!r}, not of {head!r}) "

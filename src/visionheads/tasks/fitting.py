@@ -29,7 +29,7 @@ from visionheads.engine import (
     new_run_dir,
     quiet_lightning,
 )
-from visionheads.errors import ConfigError, TrainingError, whole_number
+from visionheads.errors import ConfigError, DataError, TrainingError, whole_number
 from visionheads.tasks.history import History
 from visionheads.tasks.resuming import check_resumable, resume_checkpoint
 
@@ -91,8 +91,7 @@ class FitSettings:
     @classmethod
     def from_arguments(cls, arguments: dict[str, Any]) -> FitSettings:
         """Settings from fit's keyword arguments: our fields, then Trainer arguments; anything else raises."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"trainer"}
-        trainer_names = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+        names, trainer_names = fit_argument_names()
         ours = {key: value for key, value in arguments.items() if key in names}
         passed = {key: value for key, value in arguments.items() if key not in names and key in trainer_names}
         unknown = sorted(set(arguments) - set(ours) - set(passed))
@@ -109,6 +108,12 @@ class FitSettings:
         skipped = ("callbacks", "trainer")
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skipped}
         return {key: str(value) if isinstance(value, Path) else value for key, value in values.items()}
+
+
+def fit_argument_names() -> tuple[set[str], set[str]]:
+    """The names fit takes: its own settings, and the lightning.Trainer arguments it passes on."""
+    ours = {f.name for f in dataclasses.fields(FitSettings)} - {"trainer"}
+    return ours, set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
 
 
 class Fittable(Protocol):
@@ -140,6 +145,8 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
     checkpoint = resume_checkpoint(settings.resume) if settings.resume else None
     L.seed_everything(task.config.seed, verbose=False)  # dropout and the like; a resumed fit restores its own state
     train_source = task.source(train, fitting=True)
+    if len(train_source.dataset) < 2:  # a batch of one breaks BatchNorm, and one sample teaches nothing general
+        raise DataError(f"{train_source.description}: 1 training sample; training needs at least 2")
     if val is None and train_source.val and train_source.description.endswith(":train"):
         val = train_source.val
     val_source = task.source(val) if val is not None and val is not False else None
