@@ -325,3 +325,30 @@ def test_one_sample_batches_never_reach_training():
     assert [len(batch["label"]) for batch in loader] == [32]  # the 33rd sample's batch of one is dropped
     with pytest.raises(vh.DataError, match="1 training sample; training needs at least 2"):
         task.fit((images[:1], labels[:1]), val=False, epochs=1)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5])
+def test_bad_batch_sizes_of_evaluate_and_predict_are_config_errors(batch_size, tmp_path, capsys):
+    import numpy as np
+
+    task = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16, num_classes=10)
+    with pytest.raises(vh.ConfigError, match="batch_size must be a whole number >= 1"):
+        task.evaluate("digits:test", batch_size=batch_size)
+    with pytest.raises(vh.ConfigError, match="batch_size must be a whole number >= 1"):
+        task.predict(np.zeros((2, 16, 16, 1), np.uint8), batch_size=batch_size)
+    if isinstance(batch_size, int):
+        assert main(["evaluate", str(task.save(tmp_path / "c.pt")), "digits:test", f"--batch-size={batch_size}"]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_bad_target_found_by_a_dataloader_worker_is_still_one_line():
+    import numpy as np
+
+    from visionheads.cli import _one_line
+
+    images, angles = np.zeros((16, 16, 16, 1), np.uint8), np.linspace(-40, 40, 16)
+    angles[9] = np.nan
+    task = vh.Task("regression", backbone="lenet5", in_chans=1, image_size=16)
+    with pytest.raises(vh.DataError) as caught:
+        list(task.data_loader((images, angles), train=False, batch_size=4, num_workers=1))
+    assert _one_line(caught.value).startswith("arrays[9]['angle']: target is NaN or infinite")

@@ -25,11 +25,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except VisionHeadsError as error:
-        print(f"visionheads: error: {error}", file=sys.stderr)
+        print(f"visionheads: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("visionheads: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(error: VisionHeadsError) -> str:
+    # An error raised in a DataLoader worker comes back with the worker's traceback in its message; its last line
+    # is the message itself ("visionheads.errors.DataError: ...").
+    text = str(error).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return " ".join(text.split())
 
 
 def echo(text: str) -> None:

@@ -45,7 +45,7 @@ from visionheads.data.pipeline import EpochClock, TensorSamples, TransformedData
 from visionheads.data.samples import as_image
 from visionheads.data.sources import resolve_source
 from visionheads.engine import build_evaluator, default_workers, inference_device, quiet_lightning
-from visionheads.errors import ConfigError, DataError, TrainingError
+from visionheads.errors import ConfigError, DataError, TrainingError, whole_number
 from visionheads.tasks.checkpoint import META_KEY, meta, read_task_file, write_task_file
 from visionheads.tasks.config import HeadBuilder, TaskConfig, head_option_defaults, resolve_config
 from visionheads.tasks.fitting import FitSettings, TrainingPlan, run_fit
@@ -518,6 +518,7 @@ class Task(L.LightningModule):
         self, data: Any, *, train: bool, batch_size: int = 32, num_workers: int | None = None
     ) -> DataLoader:
         """Batches of `data` (a Source from `source()`, or any data argument) through the train or eval pipeline."""
+        batch_size = whole_number("batch_size", batch_size)
         source = data if isinstance(data, Source) else self.source(data, fitting=train)
         pipeline = self.train_transform(source) if train else self.eval_transform()
         return make_loader(
@@ -618,6 +619,7 @@ class Task(L.LightningModule):
     def image_batches(self, images: Any, *, batch_size: int = 64) -> Iterator[tuple[dict[str, Any], list[tuple]]]:
         """Batches of images through the eval pipeline, on the inference device (the task moved there and set to
         eval), each with the images' original (height, width)."""
+        batch_size = whole_number("batch_size", batch_size)
         arrays = self.image_arrays(images)
         pipeline = self.eval_transform()
         device = inference_device()
