@@ -116,3 +116,10 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     torch.save(create_backbone("lenet5").state_dict(), path)
     with pytest.raises(vh.ConfigError, match="does not fit backbone 'simple_cnn'"):
         create_backbone("simple_cnn", weights=path)
+
+
+@pytest.mark.parametrize("name", vh.list_backbones())
+def test_exactly_the_named_bodies_hand_over_max_pooling_indices(name, bodies):
+    from visionheads.backbones import POOL_INDEXED_BACKBONES
+
+    assert bodies(name).hands_pool_indices == (name in POOL_INDEXED_BACKBONES)

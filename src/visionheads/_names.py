@@ -12,7 +12,7 @@ TASK_HEADS: dict[str, tuple[str, ...]] = {
     "classification": ("linear", "mlp"),
     "detection": ("faster_rcnn", "mask_rcnn"),
     "regression": ("angle", "linear", "mlp"),
-    "segmentation": ("deeplabv3plus", "fpn", "segnet", "unet"),
+    "segmentation": ("deeplabv3plus", "fpn", "segnet", "segnet_lite", "unet"),
     "siamese": ("embedding",),
 }
 

@@ -53,7 +53,7 @@ def test_metrics_skip_ignored_pixels():
     assert task.metric_values(metrics.compute())["pixel_accuracy"] == 1.0
 
 
-@pytest.mark.parametrize("head", ["unet", "segnet", "fpn", "deeplabv3plus"])
+@pytest.mark.parametrize("head", ["unet", "segnet_lite", "fpn", "deeplabv3plus"])
 @pytest.mark.parametrize("backbone", vh.list_backbones())
 def test_every_backbone_trains_a_step(backbone, head, bodies):
     body = bodies(backbone)
@@ -62,6 +62,41 @@ def test_every_backbone_trains_a_step(backbone, head, bodies):
     values = check_training_step(task, _mask_samples(2, size=size))
     assert {"miou", "dice", "pixel_accuracy", "iou_0", "iou_1", "iou_2"} == set(values)
     assert task(torch.randn(2, 3, size, size)).shape == (2, 3, size, size)
+
+
+@pytest.mark.parametrize("backbone", ["vgg11_bn", "vgg16_bn"])
+def test_segnet_trains_a_step_on_the_bodies_that_hand_over_their_pooling_indices(backbone, bodies):
+    task = vh.Task("segmentation", backbone=bodies(backbone), head="segnet", num_classes=3, image_size=32)
+    values = check_training_step(task, _mask_samples(2, size=32))
+    assert {"miou", "iou_0"} <= set(values)
+    assert task(torch.randn(2, 3, 32, 32)).shape == (2, 3, 32, 32)
+
+
+def test_segnet_unpools_each_value_exactly_at_the_encoders_argmax(bodies):
+    from visionheads.heads.segnet import unpool
+
+    body = bodies("vgg11_bn").eval()
+    with torch.no_grad():
+        features, pools = body.forward_with_pool_indices(torch.randn(2, 3, 32, 32))
+    assert [f.shape[-1] for f in features] == [32, 16, 8, 4, 2, 1] and len(pools) == 5
+    for read, pool in zip(features[:-1], pools, strict=True):
+        # the encoder's own argmax, recomputed by hand: the position of each 2x2 window's maximum in the map it read
+        b, c, h, w = read.shape
+        windows = read.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(b, c, h // 2, w // 2, 4)
+        best = windows.argmax(-1)
+        rows = torch.arange(h // 2).view(1, 1, -1, 1) * 2 + best // 2
+        cols = torch.arange(w // 2).view(1, 1, 1, -1) * 2 + best % 2
+        assert torch.equal(pool.indices, rows * w + cols)
+        values = torch.randn(b, c, h // 2, w // 2)
+        unpooled = unpool(values, pool)  # what the decoder does first at this stage
+        expected = torch.zeros(b, c, h * w).scatter_(2, (rows * w + cols).flatten(2), values.flatten(2))
+        assert torch.equal(unpooled, expected.view(b, c, h, w))
+    assert torch.allclose(features[-1], torch.nn.functional.max_pool2d(features[-2], 2))  # pool 5: the deepest map
+
+
+def test_segnet_on_a_body_without_pooling_indices_names_those_that_have_them():
+    with pytest.raises(vh.ConfigError, match=r"'simple_cnn' cannot hand over.*'vgg11_bn' or 'vgg16_bn'.*segnet_lite"):
+        vh.Task("segmentation", backbone="simple_cnn", head="segnet", num_classes=2)
 
 
 def test_head_options_reach_their_head():

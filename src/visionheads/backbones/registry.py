@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from visionheads._registry import Registry
+from visionheads.backbones.pooling import PoolIndices, forward_with_pool_indices, hands_pool_indices
 from visionheads.backbones.weights import NEUTRAL_MEAN, NEUTRAL_STD, WeightsInfo
 from visionheads.errors import ConfigError
 
@@ -42,6 +43,17 @@ class Backbone(nn.Module):
         self.input_size = weights.input_size if weights else input_size  # the default image side for tasks
         self.weights = weights
         self._check_contract()
+
+    @property
+    def hands_pool_indices(self) -> bool:
+        """Whether the body downsamples only by 2x2 max pools and can hand their indices to a head (SegNet)."""
+        return hands_pool_indices(self.body, self.channels)
+
+    def forward_with_pool_indices(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[PoolIndices]]:
+        """As forward, plus each max pool's indices (shallow to deep); ConfigError for bodies that cannot."""
+        if not self.hands_pool_indices:
+            raise ConfigError(f"backbone {self.name!r} does not downsample by max pooling only: no indices to hand")
+        return forward_with_pool_indices(self.body, images)
 
     def record_weights(self, info: WeightsInfo) -> None:
         """Say where the body's weights came from, and so which input mean, std and size suit them."""

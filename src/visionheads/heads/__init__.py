@@ -1,10 +1,11 @@
 """Heads: modules that take a backbone's stage feature maps; built from channel widths and strides only."""
 
 from visionheads.heads.autoencoder import AutoencoderHead, DenoisingHead, VAEHead
-from visionheads.heads.dense import DeepLabV3PlusHead, FPNHead, SegNetHead, UnetHead
+from visionheads.heads.dense import DeepLabV3PlusHead, FPNHead, SegNetLiteHead, UnetHead
 from visionheads.heads.detection import FasterRCNNHead, MaskRCNNHead
 from visionheads.heads.embedding import EmbeddingHead
 from visionheads.heads.pooled import AngleHead, PooledLinear, PooledMLP
+from visionheads.heads.segnet import SegNetHead
 
 __all__ = [
     "AutoencoderHead",
@@ -18,6 +19,7 @@ __all__ = [
     "PooledLinear",
     "PooledMLP",
     "SegNetHead",
+    "SegNetLiteHead",
     "UnetHead",
     "VAEHead",
 ]

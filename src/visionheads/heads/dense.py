@@ -1,4 +1,4 @@
-"""Dense heads: per-pixel class scores from a backbone's stage maps (U-Net, SegNet-style, FPN, DeepLabV3+).
+"""Dense heads: per-pixel class scores from a backbone's stage maps (U-Net, SegNet-lite, FPN, DeepLabV3+).
 
 Built from smp's decoder blocks, upsampling to the size of the map they meet, so that any stride pattern fits
 (inception's odd map sizes, VGG's stride-1 first stage, the small from-scratch bodies).
@@ -66,11 +66,10 @@ class UnetHead(_Decoder):
         super().__init__(in_channels, strides, out_features, skips=True)
 
 
-class SegNetHead(_Decoder):
-    """SegNet-style decoder: the encoder mirrored without skip connections (upsample, two 3x3 conv-BN-ReLU).
+class SegNetLiteHead(_Decoder):
+    """SegNet without its indices: the encoder mirrored without skips (nearest upsampling, two 3x3 conv-BN-ReLU).
 
-    The original SegNet upsamples with the max-pooling indices of its VGG encoder; backbones here hand heads
-    their widths and strides only, so this one upsamples by nearest neighbour instead.
+    Fits any body; `SegNetHead` is the 2015 design, which unpools with a VGG encoder's max-pooling indices.
     """
 
     def __init__(self, in_channels: list[int], strides: list[int], out_features: int) -> None:

@@ -38,7 +38,7 @@ from torchmetrics import MeanMetric, Metric, MetricCollection
 from tqdm.auto import tqdm
 
 from visionheads._registry import Registry
-from visionheads.backbones import Backbone, create_backbone
+from visionheads.backbones import POOL_INDEXED_BACKBONES, Backbone, create_backbone
 from visionheads.data.catalog import Source
 from visionheads.data.images import as_image_list, read_image
 from visionheads.data.pipeline import EpochClock, TensorSamples, TransformedDataset, make_loader
@@ -76,6 +76,14 @@ class HeadOnBody(nn.Module):
 
     def __init__(self, body: Backbone, head: nn.Module | None) -> None:
         super().__init__()
+        self.unpools = bool(getattr(head, "needs_pool_indices", False))  # SegNet: the head takes pooling indices
+        if self.unpools and not body.hands_pool_indices:
+            raise ConfigError(
+                f"head {type(head).__name__} unpools with the encoder's max-pooling indices, which backbone "
+                f"{body.name!r} cannot hand over (it does not downsample by 2x2 max pools only); use backbone "
+                f"{' or '.join(repr(name) for name in POOL_INDEXED_BACKBONES)}, or head="
+                f"{getattr(head, 'without_indices', 'another head')!r}, which needs no indices"
+            )
         self.body = body
         self.head = head
 
@@ -83,6 +91,8 @@ class HeadOnBody(nn.Module):
         """images: float normalised, shape (B, in_chans, H, W). Returns: the head's outputs."""
         if self.head is None:
             raise ConfigError("the task has no head yet: pass num_classes (or class_names) or call fit() first")
+        if self.unpools:
+            return self.head(*self.body.forward_with_pool_indices(images))
         return self.head(self.body(images))
 
 

@@ -1,4 +1,4 @@
-"""Semantic segmentation: U-Net, SegNet-style, FPN, DeepLabV3+ heads; COCO or mask folders; CE + Dice; mIoU."""
+"""Semantic segmentation: U-Net, SegNet, SegNet-lite, FPN, DeepLabV3+ heads; COCO or mask folders; CE + Dice; mIoU."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from visionheads.data.masks import MaskFolders
 from visionheads.data.samples import IGNORE_INDEX
 from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError, DataError
-from visionheads.heads import DeepLabV3PlusHead, FPNHead, SegNetHead, UnetHead
+from visionheads.heads import DeepLabV3PlusHead, FPNHead, SegNetHead, SegNetLiteHead, UnetHead
 from visionheads.metrics import confusion_metrics
 from visionheads.tasks.base import Evaluation, Task, register_task
 from visionheads.tasks.config import TaskConfig
@@ -37,13 +37,19 @@ class SegmentationConfig(TaskConfig):
 
 @register_task
 class SegmentationTask(Task):
-    """`Task("segmentation", backbone=..., head="unet"|"segnet"|"fpn"|"deeplabv3plus")`: a class per pixel."""
+    """`Task("segmentation", backbone=..., head="unet"|"segnet"|"segnet_lite"|"fpn"|"deeplabv3plus")`: per pixel."""
 
     name = "segmentation"
     config_type = SegmentationConfig
     monitor = ("val_miou", "max")
     # 1. heads
-    heads = {"unet": UnetHead, "segnet": SegNetHead, "fpn": FPNHead, "deeplabv3plus": DeepLabV3PlusHead}
+    heads = {
+        "unet": UnetHead,
+        "segnet": SegNetHead,  # unpools with the VGG encoder's pooling indices (vgg11_bn, vgg16_bn)
+        "segnet_lite": SegNetLiteHead,  # the same shape without indices: any body
+        "fpn": FPNHead,
+        "deeplabv3plus": DeepLabV3PlusHead,
+    }
     default_head = "unet"
 
     def head_outputs(self) -> int | None:

@@ -1,0 +1,59 @@
+"""SegNet (Badrinarayanan, Kendall, Cipolla 2015): a decoder that mirrors a VGG encoder and upsamples by
+max-unpooling with the encoder's own pooling indices, so each value goes back to where its maximum was found.
+
+The body hands the indices over (`Backbone.forward_with_pool_indices`); the decoder holds no skip connections,
+only the indices, which is what makes SegNet lighter than a U-Net and sharper at boundaries than plain upsampling.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from visionheads.backbones.pooling import PoolIndices
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def unpool(x: torch.Tensor, pool: PoolIndices) -> torch.Tensor:
+    """x (B, C, h, w) to (B, C, H, W): each value at its pool's argmax position, zeros elsewhere."""
+    return F.max_unpool2d(x, pool.indices, kernel_size=2, stride=2, output_size=pool.size)
+
+
+class SegNetHead(nn.Module):
+    """Per pool, deep to shallow: unpool with its indices, then `convs` 3x3 conv-BN-ReLU at that stage's width
+    (the last one narrowing to the next shallower stage's); a 3x3 classifier at input resolution.
+
+    in_channels: the widths of the maps each pool reads, fine to coarse, then the last pool's output (the body's
+    `channels`, e.g. VGG's [64, 128, 256, 512, 512, 512]). The paper repeats each encoder stage's conv count
+    (2 or 3 for VGG16); `convs` sets one count for every stage.
+    """
+
+    needs_pool_indices = True  # HeadOnBody runs the body with forward_with_pool_indices for this head
+    without_indices = "segnet_lite"  # the head to name to users whose body has no indices
+
+    def __init__(self, in_channels: list[int], strides: list[int], out_features: int, *, convs: int = 2) -> None:
+        super().__init__()
+        widths = in_channels[:-1]  # what pool i read: the width its unpooled map is decoded at
+        stages = []
+        for stage in range(len(widths) - 1, -1, -1):
+            narrower = widths[stage - 1] if stage > 0 else widths[0]
+            layers = [_conv_bn_relu(widths[stage], widths[stage]) for _ in range(max(0, convs - 1))]
+            stages.append(nn.Sequential(*layers, _conv_bn_relu(widths[stage], narrower)))
+        self.stages = nn.ModuleList(stages)  # deep to shallow
+        self.classifier = nn.Conv2d(widths[0], out_features, 3, padding=1)
+
+    def forward(self, features: list[torch.Tensor], pools: list[PoolIndices]) -> torch.Tensor:
+        """features: stage maps, fine to coarse; pools: their pools' indices, shallow to deep.
+        Returns: scores (B, out_features, H, W) at the input's size."""
+        x = features[-1]  # (B, C, H/2^n, W/2^n): the last pool's output
+        for stage, pool in zip(self.stages, reversed(pools), strict=True):
+            x = stage(unpool(x, pool))  # (B, C', H_i, W_i)
+        return self.classifier(x)
