@@ -1,0 +1,225 @@
+"""Every bad input to the data adapters is one clear DataError/ConfigError (part of the reliability issue): malformed
+COCO annotations; what an adapter leaves out is said once."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import visionheads as vh
+from visionheads.data import COCOSubset
+from visionheads.data.catalog import Source
+from visionheads.data.samples import ArraySamples
+from visionheads.data.sources import resolve_source
+
+
+# ----- helpers ---------------------------------------------------------------------------------------------------
+def write_coco(root: Path, annotations: list[dict], *, count: int = 2, categories: list[dict] | None = None) -> Path:
+    """`count` 40x30 PNGs (ids 1..count) beside annotations.json, categories cat (7) and dog (9)."""
+    root.mkdir(parents=True, exist_ok=True)
+    images = []
+    for image_id in range(1, count + 1):
+        Image.fromarray(np.full((30, 40, 3), 90, dtype=np.uint8)).save(root / f"{image_id}.png")
+        images.append({"id": image_id, "file_name": f"{image_id}.png", "width": 40, "height": 30})
+    for number, annotation in enumerate(annotations, start=1):
+        annotation.setdefault("id", number)
+    categories = categories or [{"id": 7, "name": "cat"}, {"id": 9, "name": "dog"}]
+    path = root / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+def square(image_id: int, category_id: int, x: float, y: float, side: float, **extra) -> dict:
+    polygon = [x, y, x + side, y, x + side, y + side, x, y + side]
+    return {"image_id": image_id, "category_id": category_id, "bbox": [x, y, side, side],
+            "segmentation": [polygon], "area": side * side, "iscrowd": 0, **extra}  # fmt: skip
+
+
+def rle_of(pixels: np.ndarray) -> dict:
+    """Uncompressed COCO RLE (column-major run lengths, zeros first) of a 0/1 mask."""
+    flat = pixels.flatten(order="F")
+    counts = np.diff([0, *(np.flatnonzero(np.diff(flat)) + 1), flat.size]).tolist()  # the length of each run
+    return {"size": list(pixels.shape), "counts": [0, *counts] if flat[0] else counts}
+
+
+def png_header(width: int, height: int, data: bytes = b"") -> bytes:
+    """A PNG whose header says width x height (RGB, 8 bit) followed by `data` as its only IDAT."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def assert_detection_sample(sample: dict, height: int, width: int, classes: int) -> None:
+    """A COCOSubset sample as the docstring promises it (the only other outcome allowed is a DataError)."""
+    assert sample["image"].dtype == np.uint8 and sample["image"].shape == (height, width, 3)
+    boxes, labels, masks = sample["boxes"], sample["labels"], sample["masks"]
+    assert boxes.dtype == np.float32 and boxes.shape == (len(labels), 4) and np.isfinite(boxes).all()
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    assert labels.dtype == np.int64 and ((labels >= 1) & (labels < classes)).all()
+    assert masks.dtype == np.uint8 and masks.shape == (len(labels), height, width)
+    assert sample["mask"].dtype == np.int64 and sample["mask"].shape == (height, width)
+    assert isinstance(sample["image_id"], int)
+
+
+# ----- 1. COCO annotations ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"category_id": 8}, r"annotation 1 \(image 1\) has category_id 8, which is not among the categories \[7, 9\]"),
+        ({"category_id": "cat"}, r"annotation 1 \(image 1\) has category_id 'cat'"),
+        ({"image_id": 5}, r"annotation 1 has image_id 5, which no image of the file has"),
+        ({"image_id": [1]}, r"annotation 1 has image_id \[1\]"),
+        ({"bbox": [1, 2, 3]}, r"annotation 1 \(image 1\): bbox \[1, 2, 3\] is not 4 numbers"),
+        ({"iscrowd": "yes"}, r"annotation 1 \(image 1\): iscrowd 'yes'; give 0 or 1"),
+        ({"id": "a"}, r"annotations\[0\] has id 'a'; COCO ids are whole numbers"),
+    ],
+    ids=str,
+)
+def test_unknown_ids_and_malformed_fields_of_an_annotation_are_data_errors_naming_it(tmp_path, change, message):
+    path = write_coco(tmp_path, [square(1, 7, 2, 3, 10) | change, square(2, 9, 0, 0, 5)])
+    with pytest.raises(vh.DataError, match=message) as raised:
+        COCOSubset(path)
+    assert str(path) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("segmentation", "message"),
+    [
+        ([[2, 3, 12, 13]], r"segmentation\[0\]: a polygon of 4 coordinate\(s\)"),  # pycocotools: a bbox
+        ([[2, 3, 12, 3, 12, 13, 2]], r"a polygon of 7 coordinate\(s\)"),  # pycocotools: drops the last one
+        ([[2, 3, 12, 3]], r"a polygon of 4 coordinate"),
+        ([[2, 3]], r"a polygon of 2 coordinate"),
+        ([[]], r"a polygon of 0 coordinate"),
+        ([["2", 3, 12, 3, 12, 13]], r"a flat list of numbers"),
+        ([[2, 3, None, 3, 12, 13]], r"a flat list of numbers"),
+        ([2, 3, 12, 3, 12, 13], r"a flat list of numbers"),  # one polygon without its outer list
+        ([[2, 3, math.nan, 3, 12, 13]], "far outside the 40x30 image"),  # pycocotools: runs out of memory
+        ([[2, 3, 1e12, 3, 12, 13]], "far outside the 40x30 image"),
+        ("polygon", r"segmentation is a str; give polygons"),
+        ({"size": [30, 40], "counts": [5, 5]}, r"the runs cover 10 pixels, but the 40x30 image has 1200"),
+        ({"size": [30, 40], "counts": ""}, r"the runs cover 0 pixels"),  # pycocotools: uninitialised memory
+        ({"size": [30, 40], "counts": [-5, 1205]}, r"counts \[-5, 1205\] are not run lengths"),
+        ({"size": [30, 40], "counts": [1.5, 1198.5]}, r"are not run lengths"),
+        ({"size": [30, 40], "counts": "garbage!!"}, r"counts 'garbage!!' are not run lengths"),
+        ({"size": [30, 40], "counts": "\x00\x00"}, r"are not run lengths"),
+        ({"size": [20, 20], "counts": [400]}, r"size \[20, 20\] is not the image's \[height, width\] \[30, 40\]"),
+        ({"size": ["a", 40], "counts": [1200]}, r"size \['a', 40\]"),
+        ({"counts": [1200]}, r"size None"),
+        ({"size": [30, 40]}, r"counts is a NoneType"),
+    ],
+    ids=str,
+)
+def test_malformed_segmentations_are_data_errors_naming_the_annotation_not_pycocotools_crashes(
+    tmp_path, segmentation, message
+):
+    path = write_coco(tmp_path, [square(1, 9, 0, 0, 5), square(1, 7, 2, 3, 10) | {"segmentation": segmentation}])
+    dataset = COCOSubset(path)  # the file's structure is fine: the masks are checked as each sample is read
+    with pytest.raises(vh.DataError, match=message) as raised:
+        dataset[0]
+    assert f"{path}: annotation 2 (image 1)" in str(raised.value)
+
+
+def test_valid_polygons_and_rle_still_read_exactly_as_pycocotools_draws_them(tmp_path):
+    pixels = np.zeros((30, 40), dtype=np.uint8)
+    pixels[4:9, 20:31] = 1
+    from pycocotools import mask as mask_utils
+
+    compressed = mask_utils.encode(np.asfortranarray(pixels))
+    compressed = {"size": [30, 40], "counts": compressed["counts"].decode("ascii")}
+    triangle = {"image_id": 1, "category_id": 7, "bbox": [1, 1, 9, 9], "segmentation": [[1, 1, 10, 1, 1, 10]]}
+    annotations = [square(1, 9, 2, 3, 10), triangle, {"image_id": 1, "category_id": 7, "bbox": [20, 4, 11, 5],
+                   "segmentation": rle_of(pixels)}, {"image_id": 1, "category_id": 9, "bbox": [20, 4, 11, 5],
+                   "segmentation": compressed}]  # fmt: skip
+    path = write_coco(tmp_path, annotations)
+    dataset = COCOSubset(path)
+    sample = dataset[0]
+    for index, annotation in enumerate(dataset.coco.imgToAnns[1]):
+        np.testing.assert_array_equal(sample["masks"][index], dataset.coco.annToMask(annotation))
+    np.testing.assert_array_equal(sample["masks"][2], pixels)
+    np.testing.assert_array_equal(sample["masks"][3], pixels)
+
+
+@pytest.mark.parametrize(
+    ("bbox", "form"),
+    [([20, 4, 0, 5], "polygon"), ([20, 4, 11, -5], "polygon"), ([0, 0, 0, 0], "rle"), ([20, 4, math.nan, 5], "rle")],
+    ids=str,
+)
+def test_a_box_without_size_is_taken_from_a_valid_mask_not_dropped(tmp_path, bbox, form):
+    pixels = np.zeros((30, 40), dtype=np.uint8)
+    pixels[4:9, 20:31] = 1  # x 20..31, y 4..9
+    segmentation = [[20, 4, 31, 4, 31, 9, 20, 9]] if form == "polygon" else rle_of(pixels)
+    flat = {"image_id": 1, "category_id": 7, "bbox": bbox, "segmentation": segmentation}
+    sample = COCOSubset(write_coco(tmp_path / "a", [flat, square(1, 9, 2, 15, 10)]))[0]
+    assert sample["labels"].tolist() == [1, 2]  # kept, in file order
+    assert sample["boxes"][0].tolist() == [20.0, 4.0, 31.0, 9.0]
+    assert sample["masks"][0].sum() > 0 and sample["mask"][6, 25] == 1
+    # Without a mask to take a box from, or with an empty one, the annotation cannot be a target: one clear error.
+    box_only = {"image_id": 1, "category_id": 7, "bbox": bbox}
+    with pytest.raises(vh.DataError, match=r"annotation 1 \(image 1\): bbox .* has no size and no mask"):
+        COCOSubset(write_coco(tmp_path / "b", [box_only]))[0]
+    empty = flat | {"segmentation": [[50, 50, 60, 50, 60, 55]]}  # wholly outside the image: no pixels
+    with pytest.raises(vh.DataError, match=r"has no size and no pixels in its mask"):
+        COCOSubset(write_coco(tmp_path / "c", [empty]))[0]
+
+
+def test_what_a_coco_subset_leaves_out_is_counted_and_fit_prints_it_once_per_reason(tmp_path, monkeypatch, capsys):
+    annotations = [
+        square(1, 7, 2, 3, 10), square(1, 9, 20, 3, 5), square(1, 7, 20, 15, 8, iscrowd=1),  # image 1: cat, dog, crowd
+        square(2, 7, 0, 0, 5, iscrowd=1),  # image 2: only a crowd region
+        square(3, 9, 0, 0, 5),  # image 3: a dog only
+        square(4, 7, 1, 1, 5), square(5, 7, 1, 1, 5),  # images 4 and 5: one cat each
+    ]  # fmt: skip
+    path = write_coco(tmp_path, annotations, count=6)  # image 6: no annotation at all
+    cats = COCOSubset(path, categories=["cat"], max_images=2)
+    assert cats.image_ids == [1, 4]
+    assert cats.left_out == {
+        "images with only crowd regions of the chosen categories left out": 1,
+        "images without an object of the chosen categories left out (negatives=True keeps them)": 2,
+        "images beyond max_images=2 left out": 1,
+        "annotations of categories not chosen left out (their objects are background here)": 1,
+        "crowd annotations left out (iscrowd=1: ignore regions, not objects; include_crowd=True)": 1,
+    }
+    assert COCOSubset(path, negatives=True, include_crowd=True).left_out == {}
+    source = resolve_source({"coco": str(path), "categories": ["cat"]}, channels=3, target_key="mask", from_path=None)
+    assert source.left_out["crowd annotations left out (iscrowd=1: ignore regions, not objects; include_crowd=True)"]
+    assert Source(ArraySamples(np.zeros((2, 4, 4, 3), np.uint8)), "arrays").left_out == {}
+
+    # fit says it on stderr, one line per reason, for the train and the val data, before it trains.
+    monkeypatch.setattr("visionheads.tasks.fitting.new_run_dir", _stop)
+    task = vh.Task("segmentation", backbone="lenet5", image_size=32)
+    train, val = {"coco": str(path), "categories": ["cat"]}, {"coco": str(path), "categories": ["cat"], "max_images": 1}
+    with pytest.raises(_Stopped):
+        task.fit(train, val, epochs=1)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("coco:")]
+    train_left_out = COCOSubset(path, categories=["cat"]).left_out
+    val_left_out = COCOSubset(path, categories=["cat"], max_images=1).left_out
+    assert lines == [f"coco:{path}:cat: {count} {reason}" for reason, count in train_left_out.items()] + [
+        f"coco:{path}:cat[:1]: {count} {reason}" for reason, count in val_left_out.items()
+    ]
+    assert f"coco:{path}:cat: 1 crowd annotations left out (iscrowd=1: ignore regions, not objects; " in lines[3]
+    assert len(lines) == 4 + 5  # the val part also has images beyond max_images
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stop(*arguments):
+    raise _Stopped
