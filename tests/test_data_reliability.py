@@ -1,5 +1,5 @@
 """Every bad input to the data adapters is one clear DataError/ConfigError (part of the reliability issue): malformed
-COCO annotations; what an adapter leaves out is said once."""
+COCO annotations, empty and oversized images, ambiguous arrays; what an adapter leaves out is said once."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from PIL import Image
 import visionheads as vh
 from visionheads.data import COCOSubset
 from visionheads.data.catalog import Source
+from visionheads.data.images import MAX_PIXELS_VARIABLE, check_image_file, read_image
 from visionheads.data.samples import ArraySamples
 from visionheads.data.sources import resolve_source
 
@@ -223,3 +224,66 @@ class _Stopped(Exception):
 
 def _stop(*arguments):
     raise _Stopped
+
+
+# ----- 2. images: empty, undecodable, too large ------------------------------------------------------------------
+def test_empty_images_as_arrays_or_files_are_data_errors_naming_them(tmp_path):
+    task = vh.Task("classification", backbone="lenet5", num_classes=2, image_size=32)
+    for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 7, 3), np.uint8), np.zeros((5, 0), np.float32)):
+        with pytest.raises(vh.DataError, match=r"images\[0\]: image of shape .* is empty"):
+            task.predict(empty)
+    with pytest.raises(vh.DataError, match=r"arrays\[0\]\['image'\]: image of shape \(0, 4, 3\) is empty"):
+        task.fit(([np.zeros((0, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8)], np.array([0, 1])), epochs=1)
+    for name, data in (("zero.png", png_header(0, 0)), ("flat.png", png_header(0, 12)), ("empty.png", b"")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(vh.DataError, match=f"{name}: not a readable image") as raised:
+            task.predict(str(tmp_path / name))
+        assert str(tmp_path) in str(raised.value)
+
+
+def test_decompression_bombs_are_data_errors_that_say_the_limit_and_how_to_raise_it(tmp_path, monkeypatch):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(100_000, 100_000))  # 10^10 pixels announced in 70 bytes
+    for read in (lambda p: read_image(p, 3), check_image_file):
+        with pytest.raises(vh.DataError, match=r"bomb.png: image too large \(10,000,000,000 pixels\); the limit is "
+                           rf"89,478,485 pixels against decompression bombs.*set the environment variable "
+                           rf"{MAX_PIXELS_VARIABLE}"):  # fmt: skip
+            read(bomb)
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(png_bytes(np.zeros((20, 30, 3), np.uint8)))
+    monkeypatch.setenv(MAX_PIXELS_VARIABLE, "500")  # our limit decides, not PIL's warning
+    with pytest.raises(vh.DataError, match=r"picture.png: image too large \(30x20 = 600 pixels\); the limit is 500"):
+        read_image(picture, 3)
+    monkeypatch.setenv(MAX_PIXELS_VARIABLE, "600")
+    assert read_image(picture, 1).shape == (20, 30, 1)
+    # A limit raised above PIL's own lets a file through that PIL would refuse at open (twice its limit).
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    large = tmp_path / "large.png"
+    large.write_bytes(png_header(50, 50))  # 2,500 pixels announced, no pixel data
+    with pytest.raises(vh.DataError, match=r"large.png: image too large \(2,500 pixels\); the limit is 600"):
+        read_image(large, 3)
+    monkeypatch.setenv(MAX_PIXELS_VARIABLE, "3000")
+    with pytest.raises(vh.DataError, match=r"large.png: cannot decode image"):
+        read_image(large, 3)
+    monkeypatch.setenv(MAX_PIXELS_VARIABLE, "lots")
+    with pytest.raises(vh.ConfigError, match=f"{MAX_PIXELS_VARIABLE}='lots'; give a whole number of pixels"):
+        read_image(picture, 3)
+
+
+# ----- 3. ambiguous arrays ---------------------------------------------------------------------------------------
+def test_arrays_whose_layout_disagrees_with_the_task_channels_say_the_expected_layouts():
+    colour = vh.Task("classification", backbone="lenet5", num_classes=2, image_size=32)
+    grey = vh.Task("classification", backbone="lenet5", num_classes=2, image_size=32, in_chans=1)
+    first = r"shape \(3, 16, 16\) reads as 3 greyscale image\(s\) NxHxW, but the task expects 3 channel\(s\); "
+    with pytest.raises(vh.DataError, match=first + "give one image as HxWx3, a batch as NxHxWx3; a channels-first"):
+        colour.predict(np.zeros((3, 16, 16), np.uint8))
+    last = r"shape \(16, 16, 3\) reads as one HxWxC image with 3 channel\(s\), but the task expects 1 channel\(s\); "
+    with pytest.raises(vh.DataError, match=last + r"give one image as HxW \(or HxWx1\), a batch as NxHxW"):
+        grey.predict(np.zeros((16, 16, 3), np.uint8))
+    batch = r"images of shape \(5, 16, 16\) read as 5 greyscale images \(NxHxW\), but the task expects 3 channels; "
+    with pytest.raises(vh.DataError, match=batch + "give one image as HxWx3, a batch as NxHxWx3"):
+        colour.fit((np.zeros((5, 16, 16), np.uint8), np.arange(5) % 2), epochs=1)
+    # What fits the task still reads as before.
+    assert len(grey.predict(np.zeros((3, 16, 16), np.uint8))) == 3  # three greyscale images
+    assert len(colour.predict(np.zeros((16, 16, 3), np.uint8))) == 1
+    assert len(colour.predict(np.zeros((2, 16, 16, 3), np.uint8))) == 2
