@@ -1,5 +1,6 @@
 """Every bad input to the data adapters is one clear DataError/ConfigError (part of the reliability issue): malformed
-COCO annotations, empty and oversized images, ambiguous arrays; what an adapter leaves out is said once."""
+COCO annotations, empty and oversized images, ambiguous arrays; what an adapter leaves out is said once. The
+hypothesis tests feed random bytes, JSON and arrays and accept only a valid sample or one of our errors."""
 
 from __future__ import annotations
 
@@ -7,19 +8,28 @@ import io
 import json
 import math
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 import visionheads as vh
 from visionheads.data import COCOSubset
 from visionheads.data.catalog import Source
+from visionheads.data.folders import ClassFolders
 from visionheads.data.images import MAX_PIXELS_VARIABLE, check_image_file, read_image
-from visionheads.data.samples import ArraySamples
+from visionheads.data.masks import MaskFolders
+from visionheads.data.samples import ArraySamples, as_image, require_keys
 from visionheads.data.sources import resolve_source
+
+OURS = (vh.DataError, vh.ConfigError)
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 # ----- helpers ---------------------------------------------------------------------------------------------------
@@ -159,7 +169,14 @@ def test_valid_polygons_and_rle_still_read_exactly_as_pycocotools_draws_them(tmp
 
 @pytest.mark.parametrize(
     ("bbox", "form"),
-    [([20, 4, 0, 5], "polygon"), ([20, 4, 11, -5], "polygon"), ([0, 0, 0, 0], "rle"), ([20, 4, math.nan, 5], "rle")],
+    [
+        ([20, 4, 0, 5], "polygon"),
+        ([20, 4, 11, -5], "polygon"),
+        ([20, 4, 11, 1e-60], "polygon"),  # found by hypothesis: positive, but zero in the float32 sample
+        ([40, 4, 0.5, 5], "rle"),  # nothing left once clipped to the 40-wide image
+        ([0, 0, 0, 0], "rle"),
+        ([20, 4, math.nan, 5], "rle"),
+    ],
     ids=str,
 )
 def test_a_box_without_size_is_taken_from_a_valid_mask_not_dropped(tmp_path, bbox, form):
@@ -176,8 +193,14 @@ def test_a_box_without_size_is_taken_from_a_valid_mask_not_dropped(tmp_path, bbo
     with pytest.raises(vh.DataError, match=r"annotation 1 \(image 1\): bbox .* has no size and no mask"):
         COCOSubset(write_coco(tmp_path / "b", [box_only]))[0]
     empty = flat | {"segmentation": [[50, 50, 60, 50, 60, 55]]}  # wholly outside the image: no pixels
-    with pytest.raises(vh.DataError, match=r"has no size and no pixels in its mask"):
+    with pytest.raises(vh.DataError, match=r"has no size and no pixels in its mask to take one from \(in the 40x30"):
         COCOSubset(write_coco(tmp_path / "c", [empty]))[0]
+
+
+def test_a_box_only_annotation_thinner_than_a_pixel_still_marks_a_pixel(tmp_path):
+    thin = {"image_id": 1, "category_id": 7, "bbox": [10, 5, 0.3, 4]}
+    sample = COCOSubset(write_coco(tmp_path, [thin]))[0]
+    assert sample["masks"][0].sum() == 4 and (sample["mask"][5:9, 10] == 1).all()
 
 
 def test_what_a_coco_subset_leaves_out_is_counted_and_fit_prints_it_once_per_reason(tmp_path, monkeypatch, capsys):
@@ -287,3 +310,196 @@ def test_arrays_whose_layout_disagrees_with_the_task_channels_say_the_expected_l
     assert len(grey.predict(np.zeros((3, 16, 16), np.uint8))) == 3  # three greyscale images
     assert len(colour.predict(np.zeros((16, 16, 3), np.uint8))) == 1
     assert len(colour.predict(np.zeros((2, 16, 16, 3), np.uint8))) == 2
+
+
+# ----- 4. property-based: random bytes, JSON and arrays give a valid sample or our error -------------------------
+_VALID_PNG = png_bytes(np.arange(8 * 6 * 3, dtype=np.uint8).reshape(6, 8, 3))
+_HEADERS = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", b"GIF89a", b"BM", b"II*\x00", b"P6\n", b"RIFF"]
+image_bytes = st.one_of(
+    st.binary(max_size=64),
+    st.builds(bytes.__add__, st.sampled_from(_HEADERS), st.binary(max_size=200)),
+    st.integers(0, len(_VALID_PNG)).map(lambda n: _VALID_PNG[:n]),  # truncated
+    st.tuples(st.integers(8, len(_VALID_PNG) - 1), st.binary(min_size=1, max_size=6)).map(
+        lambda cut: _VALID_PNG[: cut[0]] + cut[1] + _VALID_PNG[cut[0] + len(cut[1]) :]
+    ),  # a few bytes overwritten
+    st.builds(png_header, st.integers(0, 2**31 - 1), st.integers(0, 2**31 - 1), st.binary(max_size=32)),
+)
+
+
+@FUZZ
+@given(data=image_bytes, suffix=st.sampled_from([".png", ".jpg", ".gif"]), channels=st.sampled_from([1, 3]))
+def test_random_bytes_as_image_files_give_an_image_or_a_data_error(
+    tmp_path_factory, monkeypatch, data, suffix, channels
+):
+    monkeypatch.setenv(MAX_PIXELS_VARIABLE, "100000")  # a header may announce any size: decode little
+    root = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
+    for folder in ("classes/one", "images", "masks"):
+        (root / folder).mkdir(parents=True)
+    path = root / "images" / f"x{suffix}"
+    for copy in (path, root / "classes" / "one" / path.name, root / "masks" / "x.png"):
+        copy.write_bytes(data)
+    readers = [
+        lambda: read_image(path, channels),
+        lambda: ClassFolders(root / "classes", channels=channels)[0]["image"],
+        lambda: MaskFolders(root, channels=channels)[0]["mask"],
+    ]
+    for read in readers:
+        try:
+            array = read()
+        except vh.DataError as error:
+            event(f"refused: {str(error).partition(': ')[2][:25]}")
+            continue
+        event("read")
+        assert array.dtype in (np.uint8, np.int64) and array.ndim in (2, 3) and array.size > 0
+        if array.ndim == 3:
+            assert array.dtype == np.uint8 and array.shape[2] == channels
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 12) | st.floats(allow_nan=True) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+_IMAGES = {1: ("a.png", 8, 6), 2: ("b.png", 5, 5)}  # id: (file, width, height), written by the test
+
+
+def mostly(usual: st.SearchStrategy, rarely: st.SearchStrategy) -> st.SearchStrategy:
+    """`usual` nine times in ten, else `rarely`."""
+    return st.integers(0, 9).flatmap(lambda k: rarely if k == 0 else usual)
+
+
+coordinates = mostly(st.integers(-1, 9) | st.floats(-1, 9), st.sampled_from([math.nan, math.inf, 1e30, -50, True, "4"]))
+
+
+@st.composite
+def rles(draw, height: int, width: int) -> dict:
+    """RLE of the image's size, mostly valid: runs that may not cover the image, negative runs, a mangled string."""
+    runs = draw(st.lists(st.integers(0, height * width), min_size=1, max_size=6))
+    if draw(st.booleans()):  # make them cover the image exactly, as a valid RLE does
+        runs = [*runs[:-1], height * width - sum(runs[:-1])]
+    form = draw(st.sampled_from(["list", "string", "mangled"]))
+    if form == "list":
+        return {"size": [height, width], "counts": runs}
+    from pycocotools import mask as mask_utils
+
+    pixels = np.zeros(height * width, np.uint8)
+    pixels[draw(st.lists(st.integers(0, height * width - 1), max_size=8))] = 1
+    text = mask_utils.encode(np.asfortranarray(pixels.reshape(width, height).T))["counts"].decode("ascii")
+    if form == "mangled":
+        cut = draw(st.integers(0, len(text)))
+        text = text[:cut] + draw(st.text(alphabet="0123456789:;<=>?@AOPQ_`ao\x00", max_size=3)) + text[cut + 1 :]
+    return {"size": draw(st.sampled_from([[height, width], [width, height], [height, width + 1]])), "counts": text}
+
+
+@st.composite
+def near_valid_coco(draw) -> dict:
+    """A COCO file of 2 images and 2 categories with up to 5 annotations, then up to 2 fields set to any JSON."""
+    images = [{"id": i, "file_name": name, "width": w, "height": h} for i, (name, w, h) in _IMAGES.items()]
+    categories = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    annotations = []
+    for number in range(1, draw(st.integers(0, 5)) + 1):
+        image_id = draw(st.sampled_from([1, 2]))
+        _, width, height = _IMAGES[image_id]
+        x, y = draw(st.integers(0, width - 1)), draw(st.integers(0, height - 1))
+        bbox = draw(mostly(st.just([x, y, width - x, height - y]), st.lists(coordinates, min_size=4, max_size=4)))
+        annotation = {"id": number, "image_id": image_id, "category_id": draw(st.sampled_from([1, 2])), "bbox": bbox}
+        annotation["iscrowd"] = draw(st.sampled_from([0, 0, 0, 1]))
+        polygons = st.lists(st.lists(coordinates, max_size=10), max_size=2)
+        segmentation = draw(st.none() | polygons | rles(height, width))
+        if segmentation is not None:
+            annotation["segmentation"] = segmentation
+        annotations.append(annotation)
+    payload = {"images": images, "annotations": annotations, "categories": categories}
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
+        entries = payload[draw(st.sampled_from(sorted(payload)))]
+        if entries:
+            entry = draw(st.sampled_from(entries))
+            entry[draw(st.sampled_from([*sorted(entry), "extra"]))] = draw(json_values)
+    return payload
+
+
+any_json = json_values | st.dictionaries(
+    st.sampled_from(["images", "annotations", "categories"]), st.lists(json_values, max_size=3) | json_values
+)
+subset_options = st.fixed_dictionaries(
+    {}, optional={"include_crowd": st.booleans(), "negatives": st.booleans(), "categories": st.just(["cat"])}
+)
+
+
+@FUZZ
+@given(payload=any_json, options=subset_options)
+def test_random_json_as_a_coco_file_is_a_data_error_or_valid_samples(tmp_path_factory, payload, options):
+    read_coco_payload(Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp())), payload, options)
+
+
+@FUZZ
+@given(payload=near_valid_coco(), options=subset_options)
+def test_near_valid_coco_files_give_valid_samples_or_a_data_error(tmp_path_factory, payload, options):
+    read_coco_payload(Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp())), payload, options)
+
+
+def read_coco_payload(root: Path, payload: object, options: dict) -> None:
+    """Write `payload` as a COCO file beside the images of _IMAGES; every sample must be valid or a DataError."""
+    for image_id, (name, width, height) in _IMAGES.items():
+        Image.fromarray(np.full((height, width, 3), 40 * image_id, np.uint8)).save(root / name)
+    path = root / "annotations.json"
+    path.write_text(json.dumps(payload))
+    try:
+        dataset = COCOSubset(path, **options)
+    except vh.DataError as error:
+        event(f"file refused: {str(error).partition(': ')[2][:25]}")
+        return
+    for index in range(len(dataset)):
+        try:
+            sample = dataset[index]
+        except vh.DataError as error:
+            event(f"sample refused: {str(error).rpartition(': ')[2][:25]}")
+            continue
+        event(f"sample with {len(sample['labels'])} object(s)")
+        info = dataset.coco.imgs[dataset.image_ids[index]]
+        assert_detection_sample(sample, info["height"], info["width"], len(dataset.class_names))
+
+
+dtypes = st.sampled_from([np.uint8, np.int16, np.int64, np.uint64, np.float16, np.float32, np.float64, np.bool_,
+                          np.complex64, np.dtype("U2"), np.dtype("M8[s]")])  # fmt: skip
+shapes = hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=5)
+arrays = dtypes.flatmap(lambda dtype: hnp.arrays(dtype, shapes))
+label_arrays = hnp.arrays(
+    st.sampled_from([np.int64, np.int8, np.float64, np.bool_, np.dtype("U1")]),
+    hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=5),
+)
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return {c: vh.Task("classification", backbone="lenet5", num_classes=4, image_size=32, in_chans=c) for c in (1, 3)}
+
+
+@FUZZ
+@given(images=arrays, labels=label_arrays | st.lists(st.integers(-2, 5), max_size=5), channels=st.sampled_from([1, 3]))
+def test_random_arrays_as_images_or_data_give_valid_samples_or_a_data_error(tasks, images, labels, channels):
+    task = tasks[channels]
+    try:
+        checked = task.image_arrays(images)
+    except OURS:
+        pass
+    else:
+        for array in checked:
+            assert array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == channels and array.size > 0
+    try:
+        image = as_image(images, "x", channels=channels)
+    except vh.DataError:
+        pass
+    else:
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == channels and image.size > 0
+    try:
+        source = resolve_source((images, labels), channels=channels, target_key="label", from_path=None)
+        samples = [require_keys(source.dataset[i], ("image", "label"), "x") for i in range(len(source.dataset))]
+        for sample in samples:
+            image = as_image(sample["image"], "x", channels=channels)
+            assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == channels and image.size > 0
+            assert isinstance(sample["label"], int)
+        if samples:
+            task.source((images, labels))  # the task's own checks of the same data: also only our errors
+    except OURS:
+        pass

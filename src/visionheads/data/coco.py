@@ -131,28 +131,33 @@ class COCOSubset(Dataset):
         return self.coco.annToMask(annotation)
 
     def _box(self, annotation: dict[str, Any], mask: np.ndarray | None) -> tuple:
-        """The annotation's box as xyxy inside the image: from its mask where the bbox has no size; a DataError
-        where it has neither, or lies outside the image; clipped with a warning where it is only slightly out."""
+        """The annotation's box as xyxy inside the image: from its mask where the bbox has no size (in float32, as
+        samples hold it); a DataError where it has neither, or lies outside the image; clipped with a warning where
+        it is only slightly out."""
         info = self.coco.imgs[annotation["image_id"]]
         height, width = int(info["height"]), int(info["width"])
         where = self._where(annotation)
         x, y, w, h = (float(v) for v in annotation["bbox"])
-        if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
-            if mask is None or not mask.any():
-                reason = "no pixels in its mask" if mask is not None else "no mask"
-                raise DataError(
-                    f"{where}: bbox {annotation['bbox']} has no size and {reason} to take one from; fix or remove it"
-                )
-            rows, columns = np.nonzero(mask)  # the box pycocotools' own toBbox gives the mask
-            return float(columns.min()), float(rows.min()), float(columns.max() + 1), float(rows.max() + 1)
-        x1, y1 = x + w, y + h
-        slack_x, slack_y = CLIP_TOLERANCE * width, CLIP_TOLERANCE * height
-        if x < -slack_x or y < -slack_y or x1 > width + slack_x or y1 > height + slack_y:
-            raise DataError(f"{where}: bbox {annotation['bbox']} lies outside the {width}x{height} image")
-        clipped = (max(0.0, x), max(0.0, y), min(float(width), x1), min(float(height), y1))
-        if clipped != (x, y, x1, y1):
-            warnings.warn(f"{self.annotations}: boxes reaching slightly outside their image were clipped", stacklevel=3)
-        return clipped
+        if np.isfinite([x, y, w, h]).all() and w > 0 and h > 0:
+            x1, y1 = x + w, y + h
+            slack_x, slack_y = CLIP_TOLERANCE * width, CLIP_TOLERANCE * height
+            if x < -slack_x or y < -slack_y or x1 > width + slack_x or y1 > height + slack_y:
+                raise DataError(f"{where}: bbox {annotation['bbox']} lies outside the {width}x{height} image")
+            clipped = (max(0.0, x), max(0.0, y), min(float(width), x1), min(float(height), y1))
+            corners = np.float32(clipped)
+            if corners[2] > corners[0] and corners[3] > corners[1]:  # not flattened by float32 or by the clipping
+                if clipped != (x, y, x1, y1):
+                    message = f"{self.annotations}: boxes reaching slightly outside their image were clipped"
+                    warnings.warn(message, stacklevel=3)
+                return clipped
+        if mask is None or not mask.any():
+            reason = "no pixels in its mask" if mask is not None else "no mask"
+            raise DataError(
+                f"{where}: bbox {annotation['bbox']} has no size and {reason} to take one from (in the "
+                f"{width}x{height} image); fix or remove it"
+            )
+        rows, columns = np.nonzero(mask)  # the box pycocotools' own toBbox gives the mask
+        return float(columns.min()), float(rows.min()), float(columns.max() + 1), float(rows.max() + 1)
 
     def _choose_categories(self, categories: Sequence[str | int] | None) -> list[int]:
         by_name = {category["name"]: category_id for category_id, category in self.coco.cats.items()}
@@ -292,6 +297,8 @@ def _read_coco(path: Path) -> COCO:
 
 def _box_mask(height: int, width: int, box: tuple[float, float, float, float]) -> np.ndarray:
     x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0 = min(x0, width - 1), min(y0, height - 1)
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)  # a box thinner than a pixel still marks the pixel it lies on
     mask = np.zeros((height, width), dtype=np.uint8)
     mask[y0:y1, x0:x1] = 1
     return mask

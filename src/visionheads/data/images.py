@@ -83,6 +83,10 @@ def read_image(path: str | Path, channels: int) -> np.ndarray:
             raise _too_large(path, str(error), max_image_pixels()) from error
         except DECODE_ERRORS as error:
             raise DataError(f"{path}: cannot decode image ({error}); remove or replace the file") from error
+        except MemoryError as error:  # e.g. a corrupt chunk length that asks Pillow to read gigabytes
+            raise DataError(
+                f"{path}: decoding the image ran out of memory; the file is corrupt or too large for this machine"
+            ) from error
     if array.size == 0:
         raise DataError(f"{path}: image decodes to shape {array.shape}, empty; remove or replace the file")
     return array[:, :, None] if array.ndim == 2 else array

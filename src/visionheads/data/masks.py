@@ -47,6 +47,6 @@ class MaskFolders(Dataset):
                 raise DataError(f"{path}: mask mode {mask.mode}; save masks as 1-channel PNG of class indices")
             try:
                 array = np.asarray(mask, dtype=np.int64)
-            except DECODE_ERRORS as error:
-                raise DataError(f"{path}: cannot decode mask ({error})") from error
+            except (*DECODE_ERRORS, MemoryError) as error:  # MemoryError: a corrupt chunk length (see read_image)
+                raise DataError(f"{path}: cannot decode mask ({error or 'out of memory'})") from error
         return {"image": read_image(self.images[index], self.channels), "mask": array}
