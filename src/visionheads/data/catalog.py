@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TextIO
 
 from torch.utils.data import Dataset, Subset
 
@@ -21,6 +23,22 @@ class Source:
     class_names: list[str] | None = None
     flips_ok: bool = True  # False for data whose meaning a mirror changes (digits)
     val: str | None = None  # the matching validation split of a built-in dataset
+    left_out: dict[str, int] = field(default_factory=dict)  # what the adapter left out: reason -> count
+
+    def __post_init__(self) -> None:
+        if not self.left_out:  # adapters that leave data out say so on the dataset (COCOSubset.left_out)
+            found = getattr(self.dataset, "left_out", None)
+            self.left_out = dict(found) if isinstance(found, dict) else {}
+
+
+def report_left_out(*sources: Source | None, file: TextIO | None = None) -> None:
+    """Print what the adapters of `sources` left out, one line per reason (to stderr), e.g.
+    `coco:a.json: 12 crowd annotations left out (...)`; None and sources that left nothing out print nothing."""
+    for source in sources:
+        if source is None:
+            continue
+        for reason, count in source.left_out.items():
+            print(f"{source.description}: {count} {reason}", file=file or sys.stderr)
 
 
 BuiltinBuilder = Callable[[list[str], int], Source]  # (arguments after the name, channels) -> Source

@@ -16,17 +16,13 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset, Subset
 
 from visionheads.data.boxes import CLIP_TOLERANCE
+from visionheads.data.coco_checks import check_coco, check_segmentation
 from visionheads.data.images import read_image
 from visionheads.data.samples import IGNORE_INDEX
-from visionheads.errors import DataError
+from visionheads.errors import DataError, whole_number
 
 BACKGROUND = "background"
 SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}  # one exported file cut into parts by image, seeded
-_REQUIRED_FIELDS = {
-    "images": ("id", "file_name", "width", "height"),
-    "annotations": ("image_id", "category_id", "bbox"),
-    "categories": ("id", "name"),
-}
 
 
 class COCOSubset(Dataset):
@@ -44,6 +40,11 @@ class COCOSubset(Dataset):
 
     Crowd regions (`iscrowd=1`) are not targets, as in torchvision's reference scripts, unless `include_crowd`:
     a crowd of people is neither one person nor background, so the semantic mask marks it "don't care".
+
+    Annotations pycocotools would crash on or misread (unknown image or category ids, polygons of fewer than 3 points
+    or an odd number of coordinates, RLE that does not cover the image) are a DataError naming the annotation.
+    `left_out` says what the subset leaves out and why (reason -> count): crowd regions, other categories' objects,
+    images without chosen objects, images beyond `max_images`.
     """
 
     def __init__(
@@ -68,11 +69,14 @@ class COCOSubset(Dataset):
         self.split = split
         self.fractions = dict(fractions or SPLIT_FRACTIONS)
         self.split_seed = split_seed
+        if max_images is not None:
+            whole_number("max_images", max_images)
         self.coco = _read_coco(self.annotations)
         self.category_ids = self._choose_categories(categories)
         self.category_names = [self.coco.cats[c]["name"] for c in self.category_ids]
         self.class_names = [BACKGROUND, *self.category_names]  # index = label = value in `mask`
         self._label_of = {category: label for label, category in enumerate(self.category_ids, start=1)}
+        self.left_out: dict[str, int] = {}  # reason -> how many; what the subset does not hand on, said once by fit
         self.image_ids = self._choose_images(max_images)
         if not self.image_ids:
             raise DataError(f"{self.annotations}: no image holds an object of categories {self.category_names}")
@@ -92,11 +96,11 @@ class COCOSubset(Dataset):
             )
         boxes, labels, masks, crowds = [], [], [], []
         for annotation in self._annotations_of(info["id"], crowd=True):
+            mask = self._mask(annotation, height, width)
             if annotation.get("iscrowd") and not self.include_crowd:
-                crowds.append(self.coco.annToMask(annotation))
+                crowds.append(mask if mask is not None else _box_mask(height, width, self._box(annotation, None)))
                 continue
-            mask = self.coco.annToMask(annotation) if annotation.get("segmentation") else None
-            box = self._box(annotation, mask, height, width)
+            box = self._box(annotation, mask)
             boxes.append(box)
             labels.append(self._label_of[annotation["category_id"]])
             masks.append(mask if mask is not None else _box_mask(height, width, box))  # boxes only: the box
@@ -114,26 +118,46 @@ class COCOSubset(Dataset):
             "image_id": int(info["id"]),
         }
 
-    def _box(self, annotation: dict[str, Any], mask: np.ndarray | None, height: int, width: int) -> tuple:
-        """The annotation's box as xyxy inside the image: from its mask where the bbox has no size; a DataError
-        where it has neither, or lies outside the image; clipped with a warning where it is only slightly out."""
-        where = f"{self.annotations}: annotation {annotation.get('id')} (image {annotation['image_id']})"
+    def _where(self, annotation: dict[str, Any]) -> str:
+        return f"{self.annotations}: annotation {annotation['id']} (image {annotation['image_id']})"
+
+    def _mask(self, annotation: dict[str, Any], height: int, width: int) -> np.ndarray | None:
+        """The annotation's HxW uint8 mask as pycocotools draws it, None without a segmentation; malformed polygons
+        and RLE are a DataError (pycocotools would crash on them, or read them as something else)."""
+        segmentation = annotation.get("segmentation")
+        if segmentation is None or segmentation == [] or segmentation == {}:
+            return None
+        check_segmentation(segmentation, height, width, self._where(annotation))
+        return self.coco.annToMask(annotation)
+
+    def _box(self, annotation: dict[str, Any], mask: np.ndarray | None) -> tuple:
+        """The annotation's box as xyxy inside the image: from its mask where the bbox has no size (in float32, as
+        samples hold it); a DataError where it has neither, or lies outside the image; clipped with a warning where
+        it is only slightly out."""
+        info = self.coco.imgs[annotation["image_id"]]
+        height, width = int(info["height"]), int(info["width"])
+        where = self._where(annotation)
         x, y, w, h = (float(v) for v in annotation["bbox"])
-        if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
-            if mask is None or not mask.any():
-                raise DataError(
-                    f"{where}: bbox {annotation['bbox']} has no size and no mask to take one from; fix or remove it"
-                )
-            rows, columns = np.nonzero(mask)
-            return float(columns.min()), float(rows.min()), float(columns.max() + 1), float(rows.max() + 1)
-        x1, y1 = x + w, y + h
-        slack_x, slack_y = CLIP_TOLERANCE * width, CLIP_TOLERANCE * height
-        if x < -slack_x or y < -slack_y or x1 > width + slack_x or y1 > height + slack_y:
-            raise DataError(f"{where}: bbox {annotation['bbox']} lies outside the {width}x{height} image")
-        clipped = (max(0.0, x), max(0.0, y), min(float(width), x1), min(float(height), y1))
-        if clipped != (x, y, x1, y1):
-            warnings.warn(f"{self.annotations}: boxes reaching slightly outside their image were clipped", stacklevel=3)
-        return clipped
+        if np.isfinite([x, y, w, h]).all() and w > 0 and h > 0:
+            x1, y1 = x + w, y + h
+            slack_x, slack_y = CLIP_TOLERANCE * width, CLIP_TOLERANCE * height
+            if x < -slack_x or y < -slack_y or x1 > width + slack_x or y1 > height + slack_y:
+                raise DataError(f"{where}: bbox {annotation['bbox']} lies outside the {width}x{height} image")
+            clipped = (max(0.0, x), max(0.0, y), min(float(width), x1), min(float(height), y1))
+            corners = np.float32(clipped)
+            if corners[2] > corners[0] and corners[3] > corners[1]:  # not flattened by float32 or by the clipping
+                if clipped != (x, y, x1, y1):
+                    message = f"{self.annotations}: boxes reaching slightly outside their image were clipped"
+                    warnings.warn(message, stacklevel=3)
+                return clipped
+        if mask is None or not mask.any():
+            reason = "no pixels in its mask" if mask is not None else "no mask"
+            raise DataError(
+                f"{where}: bbox {annotation['bbox']} has no size and {reason} to take one from (in the "
+                f"{width}x{height} image); fix or remove it"
+            )
+        rows, columns = np.nonzero(mask)  # the box pycocotools' own toBbox gives the mask
+        return float(columns.min()), float(rows.min()), float(columns.max() + 1), float(rows.max() + 1)
 
     def _choose_categories(self, categories: Sequence[str | int] | None) -> list[int]:
         by_name = {category["name"]: category_id for category_id, category in self.coco.cats.items()}
@@ -151,15 +175,38 @@ class COCOSubset(Dataset):
         return chosen
 
     def _choose_images(self, max_images: int | None) -> list[int]:
-        # Images holding any chosen category (getImgIds(catIds=...) would demand all of them), in id order.
-        image_ids = sorted({i for c in self.category_ids for i in self.coco.catToImgs.get(c, [])})
-        image_ids = [i for i in image_ids if self._annotations_of(i)]  # not images with crowd regions only
-        if self.negatives:  # every image of the file: those without a chosen object teach "nothing here"
-            image_ids = sorted(self.coco.imgs)
+        """Images holding any chosen category (getImgIds(catIds=...) would demand all of them), in id order; every
+        image with `negatives`. Counts what is left out on the way in `left_out`."""
+        image_ids = sorted(self.coco.imgs)
         if self.split is not None:  # cut over every image of the file: parts stay apart whatever categories are chosen
-            part = set(self._split_part(sorted(self.coco.imgs)))
+            part = set(self._split_part(image_ids))
             image_ids = [i for i in image_ids if i in part]
-        return image_ids[:max_images] if max_images is not None else image_ids
+        if not self.negatives:  # with negatives, images without a chosen object teach "nothing here"
+            chosen = [i for i in image_ids if self._annotations_of(i)]
+            crowd_only = sum(1 for i in image_ids if self._annotations_of(i, crowd=True)) - len(chosen)
+            self._count("images with only crowd regions of the chosen categories left out", crowd_only)
+            self._count(
+                "images without an object of the chosen categories left out (negatives=True keeps them)",
+                len(image_ids) - len(chosen) - crowd_only,
+            )
+            image_ids = chosen
+        if max_images is not None:
+            self._count(f"images beyond max_images={max_images} left out", len(image_ids) - max_images)
+            image_ids = image_ids[:max_images]
+        others = crowds = 0
+        for image_id in image_ids:
+            for annotation in self.coco.imgToAnns.get(image_id, []):
+                if annotation["category_id"] not in self._label_of:
+                    others += 1
+                elif annotation.get("iscrowd") and not self.include_crowd:
+                    crowds += 1
+        self._count("annotations of categories not chosen left out (their objects are background here)", others)
+        self._count("crowd annotations left out (iscrowd=1: ignore regions, not objects; include_crowd=True)", crowds)
+        return image_ids
+
+    def _count(self, reason: str, count: int) -> None:
+        if count > 0:
+            self.left_out[reason] = count
 
     def _split_part(self, image_ids: list[int]) -> list[int]:
         """The `split` part of a seeded shuffle of the images cut by `fractions` (in order train, val, test)."""
@@ -240,16 +287,7 @@ def _read_coco(path: Path) -> COCO:
         payload = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"{path}: not a JSON file ({error})") from error
-    if not isinstance(payload, dict):
-        raise DataError(f"{path}: not COCO instances JSON; its top level is not an object")
-    missing = [key for key in _REQUIRED_FIELDS if key not in payload]
-    if missing:
-        raise DataError(f"{path}: not COCO instances JSON; missing {missing}")
-    for key, fields in _REQUIRED_FIELDS.items():
-        for position, entry in enumerate(payload[key]):
-            absent = [field for field in fields if field not in entry]
-            if absent:
-                raise DataError(f"{path}: {key}[{position}] lacks {absent}")
+    check_coco(payload, path)
     coco = COCO()
     coco.dataset = payload
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
@@ -259,6 +297,8 @@ def _read_coco(path: Path) -> COCO:
 
 def _box_mask(height: int, width: int, box: tuple[float, float, float, float]) -> np.ndarray:
     x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0 = min(x0, width - 1), min(y0, height - 1)
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)  # a box thinner than a pixel still marks the pixel it lies on
     mask = np.zeros((height, width), dtype=np.uint8)
     mask[y0:y1, x0:x1] = 1
     return mask

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
-from visionheads.data.images import IMAGE_SUFFIXES, read_image
+from visionheads.data.images import DECODE_ERRORS, IMAGE_SUFFIXES, open_image, read_image
 from visionheads.errors import DataError
 
 
@@ -43,13 +43,13 @@ class MaskFolders(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.masks[index]
-        try:
-            with Image.open(path) as mask:
-                if mask.mode not in ("L", "P", "I", "I;16", "1"):
-                    raise DataError(f"{path}: mask mode {mask.mode}; save masks as 1-channel PNG of class indices")
+        with open_image(path) as mask:
+            if mask.mode not in ("L", "P", "I", "I;16", "1"):
+                raise DataError(f"{path}: mask mode {mask.mode}; save masks as 1-channel PNG of class indices")
+            try:
                 array = np.asarray(mask, dtype=np.int64)
-        except (UnidentifiedImageError, OSError) as error:
-            raise DataError(f"{path}: cannot decode mask ({error})") from error
+            except (*DECODE_ERRORS, MemoryError) as error:  # MemoryError: a corrupt chunk length (see read_image)
+                raise DataError(f"{path}: cannot decode mask ({error or 'out of memory'})") from error
         return {"image": read_image(self.images[index], self.channels), "mask": array}
 
 

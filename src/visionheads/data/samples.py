@@ -13,9 +13,19 @@ from visionheads.errors import DataError
 IGNORE_INDEX = 255  # semantic-mask value of "don't care" pixels (borders, unlabelled, crowds), as in VOC and Cityscapes
 
 
+def layouts(channels: int) -> str:
+    """How one image and a batch of images are laid out for a task with `channels` channels (for messages)."""
+    if channels == 1:
+        return "one image as HxW (or HxWx1), a batch as NxHxW (or NxHxWx1)"
+    return f"one image as HxWx{channels}, a batch as NxHxWx{channels}"
+
+
 def as_image(image: Any, where: str, channels: int | None = None) -> np.ndarray:
     """Return `image` as HxWxC uint8, or raise DataError naming `where` and the fix."""
-    array = np.asarray(image)
+    try:
+        array = np.asarray(image)
+    except (ValueError, TypeError) as error:  # ragged nested lists, objects numpy cannot make an array of
+        raise DataError(f"{where}: image is not an array of numbers ({error})") from error
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3:
@@ -24,6 +34,8 @@ def as_image(image: Any, where: str, channels: int | None = None) -> np.ndarray:
         raise DataError(
             f"{where}: image of shape {array.shape} looks channels-first; give HxWxC (np.transpose(img, (1, 2, 0)))"
         )
+    if 0 in array.shape:
+        raise DataError(f"{where}: image of shape {array.shape} is empty; give {layouts(channels or 3)}")
     if array.dtype != np.uint8:
         array = _float_to_uint8(array, where)
     if channels is not None and array.shape[2] != channels:
@@ -35,8 +47,8 @@ def as_image(image: Any, where: str, channels: int | None = None) -> np.ndarray:
 
 
 def _float_to_uint8(array: np.ndarray, where: str) -> np.ndarray:
-    if not np.issubdtype(array.dtype, np.number):
-        raise DataError(f"{where}: image dtype {array.dtype} is not numeric")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise DataError(f"{where}: image dtype {array.dtype} is not real numbers; give uint8 0-255 or floats in [0, 1]")
     if not np.isfinite(array).all():
         raise DataError(f"{where}: image holds NaN or infinite values")
     low, high = float(array.min()), float(array.max())
@@ -66,12 +78,19 @@ class ArraySamples(Dataset):
     """In-memory samples: N images plus per-sample targets, e.g. `ArraySamples(x, label=y)`."""
 
     def __init__(self, images: np.ndarray | list, *, class_names: list[str] | None = None, **targets: Any) -> None:
+        try:
+            count = len(images)
+        except TypeError as error:  # a number, a 0-d array
+            raise DataError(f"arrays: images {_short(images)} are no list or (N, H, W[, C]) array") from error
         self.images = images
-        self.targets = {key: np.asarray(value) for key, value in targets.items()}
+        self.targets = {key: _per_image(value, key, count) for key, value in targets.items()}
         self.class_names = class_names
-        for key, value in self.targets.items():
-            if len(value) != len(images):
-                raise DataError(f"arrays: {len(images)} images but {len(value)} values of {key!r}; give one per image")
+        labels = self.targets.get("label")
+        if labels is not None and (labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer)):
+            raise DataError(
+                f"arrays: labels of shape {labels.shape} and dtype {labels.dtype}; give one whole-number class index "
+                "per image, shape (N,) (e.g. labels.astype(int))"
+            )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -82,6 +101,25 @@ class ArraySamples(Dataset):
             item = value[index]
             sample[key] = item.item() if np.ndim(item) == 0 else item
         return sample
+
+
+def _per_image(value: Any, key: str, count: int) -> np.ndarray:
+    """`value` as an array with one entry per image (an object array where the entries differ in shape)."""
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged: e.g. masks of images of different sizes
+        array = np.empty(len(value), dtype=object)
+        for index, item in enumerate(value):
+            array[index] = item
+    if array.ndim == 0 or len(array) != count:
+        given = "one value" if array.ndim == 0 else f"{len(array)} values"
+        raise DataError(f"arrays: {count} images but {given} of {key!r}; give one per image")
+    return array
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def require_keys(sample: Any, keys: tuple[str, ...], where: str) -> Mapping[str, Any]:

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from visionheads.data.catalog import Source, is_builtin, list_datasets, resolve_builtin
 from visionheads.data.coco import COCOSubset
-from visionheads.data.samples import ArraySamples
+from visionheads.data.samples import ArraySamples, layouts
 from visionheads.errors import DataError
 
 
@@ -32,16 +32,16 @@ def resolve_source(
         if not path.exists():
             raise DataError(f"{data}: neither a built-in dataset ({', '.join(list_datasets())}) nor an existing path")
         return from_path(path, channels)
-    if isinstance(data, np.ndarray) and data.ndim in (3, 4):  # images alone, (N, H, W[, C]): for unsupervised tasks
-        return Source(ArraySamples(_image_array(data)), "arrays")
+    if isinstance(data, np.ndarray):  # images alone, (N, H, W[, C]): for unsupervised tasks
+        return Source(ArraySamples(_image_array(data, channels)), "arrays")
     if isinstance(data, tuple) and len(data) == 2:
         images, targets = data
-        return Source(ArraySamples(_image_array(images), **{target_key: targets}), "arrays")
+        return Source(ArraySamples(_image_array(images, channels), **{target_key: targets}), "arrays")
     if isinstance(data, dict) and "coco" in data:
         return coco_source(data, channels)
     if isinstance(data, dict) and "image" in data:
         arrays = dict(data)
-        return Source(ArraySamples(_image_array(arrays.pop("image")), **arrays), "arrays")
+        return Source(ArraySamples(_image_array(arrays.pop("image"), channels), **arrays), "arrays")
     if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
         return Source(data, type(data).__name__, class_names=getattr(data, "class_names", None))
     raise DataError(
@@ -76,7 +76,17 @@ def coco_source(spec: dict[str, Any], channels: int) -> Source:
     return Source(dataset, description, class_names=dataset.class_names)
 
 
-def _image_array(images: Any) -> Any:
-    if isinstance(images, np.ndarray) and images.ndim == 3:
-        return images[:, :, :, None]  # (N, H, W) greyscale -> (N, H, W, 1)
-    return images
+def _image_array(images: Any, channels: int) -> Any:
+    """An array of images as (N, H, W, C): (N, H, W) is N greyscale images; other shapes are a DataError."""
+    if not isinstance(images, np.ndarray) or (images.ndim == 1 and images.dtype == object):
+        return images  # a list of images: each is checked as a sample
+    if images.ndim not in (3, 4):
+        raise DataError(f"arrays: images of shape {images.shape}; give a batch of images as NxHxWxC (or NxHxW)")
+    if images.ndim == 4:
+        return images
+    if channels != 1:
+        raise DataError(
+            f"arrays: images of shape {images.shape} read as {len(images)} greyscale images (NxHxW), but the task "
+            f"expects {channels} channels; give {layouts(channels)}"
+        )
+    return images[:, :, :, None]  # (N, H, W) greyscale -> (N, H, W, 1)

@@ -643,7 +643,7 @@ class Task(L.LightningModule):
     def image_arrays(self, images: Any) -> list[np.ndarray]:
         """Image paths, one HxWxC array or a batch (N, H, W[, C]) to checked HxWxC uint8 arrays."""
         arrays = []
-        for index, item in enumerate(as_image_list(images)):
+        for index, item in enumerate(as_image_list(images, self._config.in_chans)):
             if isinstance(item, (str, Path)):
                 arrays.append(read_image(item, self._config.in_chans))
             else:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import lightning as L
 import yaml
 
-from visionheads.data.catalog import Source
+from visionheads.data.catalog import Source, report_left_out
 from visionheads.engine import (
     BEST_WEIGHTS,
     LAST_WEIGHTS,
@@ -150,6 +150,7 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
     if val is None and train_source.val and train_source.description.endswith(":train"):
         val = train_source.val
     val_source = task.source(val) if val is not None and val is not False else None
+    report_left_out(train_source, val_source)  # one line per reason: nothing is left out in silence
     strategy = settings.strategy
     if strategy == "auto":
         strategy = "finetune" if task.config.pretrained else "scratch"
