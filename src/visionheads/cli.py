@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from visionheads.errors import VisionHeadsError
+from visionheads.errors import ConfigError, VisionHeadsError
 
 DEMO_TASK = {"backbone": "simple_cnn", "in_chans": 1, "image_size": 24}
 DEMO_FIT = {"epochs": 10, "batch_size": 64, "lr": 0.003}
@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="list backbones, tasks, heads or built-in datasets")
     listing.add_argument("what", choices=["backbones", "tasks", "heads", "datasets"])
+    listing.add_argument(
+        "--details",
+        action="store_true",
+        help="backbones: parameters, GFLOPs, stages, ImageNet weights (builds each: ~1 min on 2 CPU cores)",
+    )
     listing.set_defaults(run=_list)
     return parser
 
@@ -238,6 +243,8 @@ def _save_image(array: Any, path: Path) -> Path:
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.details:
+        return _backbone_details(args.what)
     # The static tables, not the registries: filling those imports torch, timm and Lightning (~10 s).
     from visionheads import _names
 
@@ -250,6 +257,19 @@ def _list(args: argparse.Namespace) -> int:
     else:
         for name, heads in _names.TASK_HEADS.items():
             echo(f"{name}: {', '.join(heads)}")
+    return 0
+
+
+def _backbone_details(what: str) -> int:
+    if what != "backbones":
+        raise ConfigError(f"--details describes backbones only, not {what}: visionheads list backbones --details")
+    from visionheads.backbones import describe_backbones, format_zoo
+
+    start = time.perf_counter()
+    rows = describe_backbones(progress=lambda text: print(f"building {text}", file=sys.stderr, flush=True))
+    echo(format_zoo(rows))
+    echo("any timm model also works as timm/<name> (not listed)")
+    print(f"{len(rows)} backbones described in {time.perf_counter() - start:.0f}s", file=sys.stderr)
     return 0
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import timm
 import torch
 
 from visionheads.backbones.registry import Backbone, BackboneEntry, register_backbone
-from visionheads.backbones.weights import WeightsInfo, ensure_download_possible
+from visionheads.backbones.weights import WeightsInfo, ensure_download_possible, weights_cached, weights_host
 from visionheads.errors import ConfigError
 
 # name -> smallest input side the architecture accepts (inception's valid convolutions need more than 64 px).
@@ -72,21 +73,15 @@ def timm_network_keys(model_name: str) -> list[str]:
 
 
 def _check_hub(model_name: str, info: WeightsInfo) -> None:
+    hub = info.source.startswith("hf-hub:")
     repo = info.source.removeprefix("hf-hub:")
-    cached = False
-    if info.source.startswith("hf-hub:"):
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = any(
-            isinstance(try_to_load_from_cache(repo, filename), str)
-            for filename in ("model.safetensors", "pytorch_model.bin")
-        )
+    where = f"https://huggingface.co/{repo}" if hub else info.source
     ensure_download_possible(
-        "huggingface.co",
+        weights_host(info),
         f"pretrained weights for {model_name!r} ({repo})",
-        cached,
-        f"create_backbone({model_name!r}, weights='path/to/model.safetensors') "
-        f"(the file is at https://huggingface.co/{repo}).",
+        weights_cached(info),
+        f"create_backbone({model_name!r}, weights='path/to/{'model.safetensors' if hub else Path(where).name}') "
+        f"(the file is at {where}).",
     )
 
 

@@ -10,7 +10,7 @@ from timm.models import adapt_input_conv
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from visionheads.backbones.registry import Backbone, register_backbone
-from visionheads.backbones.weights import WeightsInfo, ensure_download_possible
+from visionheads.backbones.weights import WeightsInfo, ensure_download_possible, weights_cached
 
 # AlexNet nodes after each pooling step (and the ReLU before the first pool), fine to coarse.
 _ALEXNET_NODES = {"features.1": "s4", "features.4": "s8", "features.7": "s16", "features.12": "s32"}
@@ -39,11 +39,10 @@ def build_alexnet(*, in_chans: int, tag: str | None) -> Backbone:
     weights = None
     if tag is not None:
         filename = Path(_ALEXNET_WEIGHTS.url).name
-        cached = (Path(torch.hub.get_dir()) / "checkpoints" / filename).is_file()
         ensure_download_possible(
             "download.pytorch.org",
             "pretrained AlexNet weights",
-            cached,
+            weights_cached(ALEXNET_INFO),
             f"create_backbone('alexnet', weights='path/to/{filename}') (the file is at {_ALEXNET_WEIGHTS.url}).",
         )
         weights = _ALEXNET_WEIGHTS

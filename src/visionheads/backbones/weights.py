@@ -7,6 +7,7 @@ import pickle
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -69,6 +70,32 @@ def _unwrap_state_dict(checkpoint: object, path: Path) -> dict[str, torch.Tensor
     if any(k.startswith(TASK_BODY_PREFIX) for k in checkpoint):  # a saved visionheads task: its body alone
         return {k.removeprefix(TASK_BODY_PREFIX): v for k, v in checkpoint.items() if k.startswith(TASK_BODY_PREFIX)}
     return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+
+
+def weights_cached(info: WeightsInfo | None) -> bool:
+    """Whether the published weights `info` names are already on this machine (never raises, never downloads)."""
+    if info is None:
+        return False
+    if info.source.startswith("hf-hub:"):
+        from huggingface_hub import try_to_load_from_cache
+
+        repo = info.source.removeprefix("hf-hub:")
+        try:
+            return any(
+                isinstance(try_to_load_from_cache(repo, filename), str)
+                for filename in ("model.safetensors", "pytorch_model.bin")
+            )
+        except (OSError, ValueError):  # a malformed repo id (HFValidationError) or an unreadable cache: not cached
+            return False
+    # A URL: torchvision and timm keep what they download in torch hub's checkpoints folder under its file name.
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(info.source).path).name).is_file()
+
+
+def weights_host(info: WeightsInfo) -> str:
+    """The host a download of `info` goes to."""
+    if info.source.startswith("hf-hub:"):
+        return "huggingface.co"
+    return urlparse(info.source).hostname or info.source
 
 
 def ensure_download_possible(host: str, what: str, cached: bool, local_hint: str) -> None:
