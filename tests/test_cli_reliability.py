@@ -72,7 +72,7 @@ def test_list_prints_the_tables(capsys):
     assert main(["list", "tasks"]) == 0
     assert capsys.readouterr().out.split() == list(_names.TASK_HEADS)
     assert main(["list", "heads"]) == 0
-    assert "segmentation: deeplabv3plus, fpn, segnet, unet\n" in capsys.readouterr().out
+    assert "segmentation: deeplabv3plus, fpn, segnet, segnet_lite, unet\n" in capsys.readouterr().out
     assert main(["list", "datasets"]) == 0
     assert capsys.readouterr().out.split() == ["coco", "digits", "mnist", "rotated-digits", "shapes"]
     assert main(["list", "backbones"]) == 0
