@@ -12,6 +12,7 @@ from typing import Any
 from visionheads.errors import ConfigError, VisionHeadsError
 
 DEMO_TASK = {"backbone": "simple_cnn", "in_chans": 1, "image_size": 24}
+STRATEGIES_COMPARED = ("scratch", "features", "freeze", "finetune")
 DEMO_FIT = {"epochs": 10, "batch_size": 64, "lr": 0.003}
 
 
@@ -65,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("recipe", help="a recipe .yaml, or a task name (then give train=DATA)")
     fit.add_argument("overrides", nargs="*", help="key=value, e.g. epochs=3 fit.lr=0.01 backbone=resnet18")
     fit.set_defaults(run=_fit)
+
+    compare = sub.add_parser(
+        "compare", help="train one recipe once per transfer strategy and print them side by side (and plot)"
+    )
+    compare.add_argument("recipe", help="a recipe .yaml")
+    compare.add_argument(
+        "overrides", nargs="*", help="strategy=scratch,features,freeze,finetune (the default) and key=value overrides"
+    )
+    compare.set_defaults(run=_compare_strategies)
 
     evaluate = sub.add_parser("evaluate", help="metrics of a saved task on data")
     evaluate.add_argument("checkpoint")
@@ -141,6 +151,30 @@ def _fit(args: argparse.Namespace) -> int:
         path.write_text(yaml.safe_dump({"task": {"name": args.recipe}}))
         run_recipe(path, overrides)
     return 0
+
+
+def _compare_strategies(args: argparse.Namespace) -> int:
+    from visionheads.comparing import compare_strategies, format_comparison
+    from visionheads.recipes import parse_overrides
+    from visionheads.tasks import task_class
+    from visionheads.viz.curves import plot_comparison
+
+    overrides = parse_overrides(args.overrides)
+    chosen = overrides.pop("strategy", None) or overrides.pop("fit.strategy", None) or ",".join(STRATEGIES_COMPARED)
+    runs, measured_on = compare_strategies(args.recipe, [s.strip() for s in str(chosen).split(",")], overrides)
+    monitor = task_class(_recipe_task(args.recipe)).monitor[0]
+    echo(format_comparison(runs, monitor.removeprefix("val_"), measured_on))
+    if runs[0].run_dir is not None:
+        curves = {run.strategy: run.rows for run in runs}
+        figure = plot_comparison(curves, monitor, runs[0].run_dir.parent / "compare.png")
+        echo(f"validation curves: {figure}")
+    return 0
+
+
+def _recipe_task(recipe: str) -> str:
+    from visionheads.recipes import load_recipe
+
+    return str(load_recipe(recipe)["task"]["name"])
 
 
 def _evaluate(args: argparse.Namespace) -> int:

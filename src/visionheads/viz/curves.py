@@ -30,3 +30,22 @@ def plot_history(rows: list[dict[str, float]], path: Path, *, title: str = "trai
     figure.suptitle(title)
     figure.savefig(path, dpi=110)
     return path
+
+
+def plot_comparison(histories: dict[str, list[dict[str, float]]], monitor: str, path: Path) -> Path:
+    """Save the validation loss and `monitor` of several fits (e.g. one per strategy) over epochs on one figure."""
+    keys = [key for key in ("val_loss", monitor) if any(key in row for rows in histories.values() for row in rows)]
+    figure = Figure(figsize=(5 * max(1, len(keys)) + 1, 4), layout="constrained")
+    axes = figure.subplots(1, max(1, len(keys)), squeeze=False)[0]
+    for axis, key in zip(axes, keys, strict=False):
+        for label, rows in histories.items():
+            epochs = [int(row["epoch"]) for row in rows if key in row]
+            axis.plot(epochs, [row[key] for row in rows if key in row], marker="o", markersize=3, label=label)
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_ylabel(key)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle("validation curves by strategy")
+    figure.savefig(path, dpi=110)
+    return path
