@@ -279,8 +279,8 @@ def test_a_checkpoint_given_another_tasks_data_says_so_in_those_words(tmp_path, 
     checkpoint = vh.Task("segmentation", backbone="simple_cnn", image_size=32).save(tmp_path / "seg.pt")
     with pytest.raises(vh.DataError, match="a segmentation checkpoint given classification data"):
         vh.Task.load(checkpoint).evaluate("digits:test")
-    with pytest.raises(vh.DataError, match="a regression task given classification data"):
-        vh.Task("regression", backbone="lenet5", in_chans=1, image_size=16).fit("digits", epochs=1)
+    with pytest.raises(vh.DataError, match="a classification task given segmentation data"):
+        vh.Task("classification", backbone="lenet5", image_size=16).fit("shapes", epochs=1)
     assert main(["evaluate", str(checkpoint), "digits:test"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "segmentation checkpoint given classification data" in err

@@ -45,7 +45,7 @@ from visionheads.data.pipeline import EpochClock, TensorSamples, TransformedData
 from visionheads.data.samples import as_image
 from visionheads.data.sources import resolve_source
 from visionheads.engine import build_evaluator, default_workers, inference_device, quiet_lightning
-from visionheads.errors import ConfigError, DataError, TrainingError, whole_number
+from visionheads.errors import ConfigError, DataError, TrainingError, VisionHeadsError, whole_number
 from visionheads.tasks.checkpoint import META_KEY, meta, read_task_file, write_task_file
 from visionheads.tasks.config import HeadBuilder, TaskConfig, head_option_defaults, resolve_config
 from visionheads.tasks.fitting import FitSettings, TrainingPlan, run_fit
@@ -502,14 +502,17 @@ class Task(L.LightningModule):
         )
         if len(source.dataset) == 0:
             raise DataError(f"{source.description}: the dataset is empty")
-        self._check_data_is_for_this_task(source, keys)
-        self.check_data(source, fitting=fitting)
-        self._transformed(source, self.eval_transform())[0]
+        try:
+            self.check_data(source, fitting=fitting)  # may adapt it (regression rotates labelled digits)
+            self._transformed(source, self.eval_transform())[0]
+        except VisionHeadsError:
+            self._check_data_is_for_this_task(source, keys)  # a clearer reason when the data is another task's
+            raise
         return source
 
     def _check_data_is_for_this_task(self, source: Source, keys: tuple[str, ...]) -> None:
-        # Before the task's own checks, whose advice (e.g. "pass num_classes") misleads when the data is another
-        # task's: say so in those words.
+        # Instead of the task's own complaint, whose advice (e.g. "pass num_classes") misleads when the data is
+        # another task's: say so in those words.
         sample = source.dataset[0]
         if not isinstance(sample, Mapping):
             return  # require_keys names the problem
