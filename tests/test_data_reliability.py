@@ -503,3 +503,31 @@ def test_random_arrays_as_images_or_data_give_valid_samples_or_a_data_error(task
             task.source((images, labels))  # the task's own checks of the same data: also only our errors
     except OURS:
         pass
+
+
+def test_a_coco_file_without_area_or_iscrowd_still_evaluates(tmp_path):
+    import json
+
+    from pycocotools.cocoeval import COCOeval
+
+    from visionheads.data.coco import _read_coco
+
+    square = [[10, 10, 30, 10, 30, 30, 10, 30]]  # 20 x 20
+    payload = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 64, "width": 64}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "segmentation": square},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [40, 40, 10, 5]},
+        ],  # fmt: skip
+    }
+    path = tmp_path / "no_area.json"
+    path.write_text(json.dumps(payload))
+    truth = _read_coco(path)
+    assert [(a["area"], a["iscrowd"]) for a in truth.dataset["annotations"]] == [(400.0, 0), (50.0, 0)]
+    results = truth.loadRes([{"image_id": 1, "category_id": 1, "bbox": a["bbox"], "score": 1.0}
+                             for a in payload["annotations"]])  # fmt: skip
+    evaluation = COCOeval(truth, results, "bbox")  # a KeyError: 'area' inside pycocotools before
+    evaluation.evaluate()
+    evaluation.accumulate()
+    assert evaluation.eval["precision"].max() == 1.0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset, Subset
 
@@ -288,11 +289,35 @@ def _read_coco(path: Path) -> COCO:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"{path}: not a JSON file ({error})") from error
     check_coco(payload, path)
+    _fill_evaluation_fields(payload, path)
     coco = COCO()
     coco.dataset = payload
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         coco.createIndex()
     return coco
+
+
+def _fill_evaluation_fields(payload: dict[str, Any], path: Path) -> None:
+    # COCOeval reads every annotation's `area` and `iscrowd` (a KeyError deep inside it when a file omits them);
+    # a file without them gets the values COCO defines: the segment's area (else the box's) and 0.
+    sizes = {image["id"]: (int(image["height"]), int(image["width"])) for image in payload["images"]}
+    for annotation in payload["annotations"]:
+        annotation.setdefault("iscrowd", 0)
+        if "area" in annotation:
+            continue
+        segmentation = annotation.get("segmentation")
+        if segmentation:
+            height, width = sizes[annotation["image_id"]]
+            check_segmentation(segmentation, height, width, f"{path}: annotation {annotation['id']}")
+            if isinstance(segmentation, list):  # polygons, as pycocotools' annToRLE reads them
+                rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+            elif isinstance(segmentation["counts"], list):  # uncompressed RLE
+                rle = mask_utils.frPyObjects(segmentation, height, width)
+            else:
+                rle = {"size": segmentation["size"], "counts": str(segmentation["counts"]).encode()}
+            annotation["area"] = float(mask_utils.area(rle))
+        else:
+            annotation["area"] = float(annotation["bbox"][2] * annotation["bbox"][3])
 
 
 def _box_mask(height: int, width: int, box: tuple[float, float, float, float]) -> np.ndarray:
