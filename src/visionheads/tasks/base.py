@@ -44,7 +44,7 @@ from visionheads.data.images import as_image_list, read_image
 from visionheads.data.pipeline import EpochClock, TensorSamples, TransformedDataset, make_loader
 from visionheads.data.samples import as_image
 from visionheads.data.sources import resolve_source
-from visionheads.engine import build_evaluator, default_workers, inference_device, quiet_lightning
+from visionheads.engine import RunData, build_evaluator, default_workers, inference_device, quiet_lightning
 from visionheads.errors import ConfigError, DataError, TrainingError, VisionHeadsError, whole_number
 from visionheads.tasks.checkpoint import META_KEY, meta, read_task_file, write_task_file
 from visionheads.tasks.config import HeadBuilder, TaskConfig, head_option_defaults, resolve_config
@@ -141,6 +141,7 @@ class Task(L.LightningModule):
     heads: ClassVar[dict[str, HeadBuilder]] = {}
     default_head: ClassVar[str] = ""
     monitor: ClassVar[tuple[str, str]] = ("val_loss", "min")
+    fixed_input_size: ClassVar[bool] = True  # every batch at image_size (cuDNN benchmark mode pays off on GPUs)
 
     def __new__(cls, name: str | None = None, *args: Any, **kwargs: Any) -> Task:
         # Task("segmentation", ...) builds the registered subclass, as pathlib.Path("x") builds a PosixPath.
@@ -609,7 +610,7 @@ class Task(L.LightningModule):
             accelerator=accelerator, devices=devices, distributed=distributed, precision=precision, progress=progress
         )
         with quiet_lightning():
-            trainer.test(self, loader, verbose=False)
+            trainer.test(self, datamodule=RunData(test=loader), verbose=False)
         (values, computed), self._finished = self._finished, None
         return Evaluation(source, values, computed)
 
