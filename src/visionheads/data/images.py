@@ -103,11 +103,17 @@ def _too_large(path: str | Path, size: str, limit: int) -> DataError:
 
 
 def as_image_list(images: Any, channels: int | None = None) -> list[Any]:
-    """A path, one HxWxC array, a batch (N, H, W[, C]) or a sequence of those, as a list of single images.
+    """A path (a folder: its image files), one HxWxC array, a batch (N, H, W[, C]) or a sequence of those, as a list
+    of single images (paths stay paths: they are read when their batch is).
 
     With the task's `channels`, a 3-D array that would be read against them (N greyscale images for a colour task,
     one colour image for a greyscale one; e.g. a channels-first CxHxW image) is a DataError naming the layouts."""
     if isinstance(images, (str, Path)):
+        if Path(images).is_dir():  # a folder: its image files, read batch by batch as predict goes
+            found = sorted(p for p in Path(images).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{images}: a folder with no image files ({', '.join(IMAGE_SUFFIXES)})")
+            return found
         return [images]
     if isinstance(images, np.ndarray) or isinstance(images, torch.Tensor):
         array = np.asarray(images)

@@ -187,7 +187,8 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
         raise
     run_dir, rows, monitor = record.run_dir, record.rows, record.monitor
     trainer.strategy.barrier("visionheads: checkpoints written")  # the first process's writes end at its teardown
-    if val_source is not None and record.best_epoch not in (None, rows[-1]["epoch"]):
+    best_here = first or (run_dir / BEST_WEIGHTS).is_file()  # other nodes may not share the run's file system
+    if val_source is not None and record.best_epoch not in (None, rows[-1]["epoch"]) and best_here:
         task.load_weights(run_dir / BEST_WEIGHTS)  # keep the best validated epoch, as Keras' restore_best_weights
     task.history = History(list(rows), run_dir, record.best_epoch, monitor)
     if settings.plots:
