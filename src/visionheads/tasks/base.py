@@ -13,6 +13,7 @@ losses, its metrics, how it decodes outputs, and its figures. The hooks, in the 
     new_metrics / update_metrics / metric_values     torchmetrics states (synced across processes) -> floats
     decode(outputs, sizes)                plain Python/NumPy results at each image's own size
     figures(evaluation, out_dir)          PNGs drawn from an Evaluation handed in
+    explanation_targets(outputs, target)  per image, the scalar its heatmap explains (Task.explain)
 
 Most tasks only write `losses(outputs, batch)`: the default training_losses, evaluation_outputs and
 evaluation_losses run `model(images)` and call it.
@@ -50,6 +51,7 @@ from visionheads.tasks.checkpoint import META_KEY, meta, read_task_file, write_t
 from visionheads.tasks.config import HeadBuilder, TaskConfig, head_option_defaults, resolve_config
 from visionheads.tasks.fitting import FitSettings, TrainingPlan, run_fit
 from visionheads.tasks.history import History
+from visionheads.tasks.inside import Target, cam_type, class_activation_maps, first_conv, stage_index
 
 FEATURES = "features"  # the batch key of cached body features (strategy="features")
 _TASKS: Registry[type[Task]] = Registry("task", "list_tasks() shows all")
@@ -346,6 +348,22 @@ class Task(L.LightningModule):
     def figures(self, evaluation: Evaluation, out_dir: Path) -> list[Path]:
         """The task's own figures of an evaluation (e.g. a confusion matrix), saved as PNG in `out_dir`."""
         return []
+
+    # ----- 7. explanations (hook) --------------------------------------------------------------------
+    def explanation_targets(self, outputs: Any, target: int | str | None) -> list[Target]:
+        """Per image of a batch, what its heatmap explains: a function of that image's outputs to a scalar."""
+        raise ConfigError(f"explain() is for classification, regression and segmentation, not the {self.name} task")
+
+    def class_index(self, target: int | str) -> int:
+        """A class given by index or name as its index, or a ConfigError naming the classes."""
+        names = self.class_names or [str(i) for i in range(self.num_classes or 0)]
+        if isinstance(target, str) and target in names:
+            return names.index(target)
+        if isinstance(target, str) and target.isdigit():
+            target = int(target)
+        if isinstance(target, (int, np.integer)) and not isinstance(target, bool) and 0 <= target < len(names):
+            return int(target)
+        raise ConfigError(f"target={target!r} is not a class of this task; its classes: {', '.join(names)}")
 
     # ----- Lightning steps ---------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
@@ -706,6 +724,72 @@ class Task(L.LightningModule):
             evaluation = data if isinstance(data, Evaluation) else self.evaluation(data)
             paths += self.figures(evaluation, out_dir)
         return paths
+
+    # ----- seeing inside --------------------------------------------------------------------------
+    def explain(
+        self,
+        images: Any,
+        *,
+        method: str = "gradcam",
+        target: int | str | None = None,
+        stage: int = -1,
+        batch_size: int = 16,
+    ) -> list[np.ndarray]:
+        """Class activation maps (Grad-CAM and kin, by the grad-cam package) of image files, one HxWxC array or a
+        batch: one float32 (H, W) heatmap in [0, 1] per image, at its own size.
+
+        `target`: the class (index or name) to explain; default the predicted one. Regression: the output
+        dimension, default all; segmentation: the class, required. `stage`: the body's stage, default the deepest.
+        """
+        cam_type(method)  # an unknown method or a missing package fails before any image is read
+        stage = stage_index(stage, len(self.backbone.channels))
+        heatmaps: list[np.ndarray] = []
+        for batch, sizes in self.image_batches(images, batch_size=batch_size):
+            with torch.no_grad():
+                outputs = self(batch["image"])
+            targets = self.explanation_targets(outputs, target)
+            heatmaps += class_activation_maps(
+                self, self.backbone, stage, self.backbone.strides[stage], batch["image"], targets, method, sizes
+            )
+        return heatmaps
+
+    @torch.inference_mode()
+    def feature_maps(self, image: Any, *, stage: int = -1) -> np.ndarray:
+        """The body's maps at `stage` (default the deepest) for one image (a file or an HxWxC array), after the
+        eval pipeline: float32 (channels[stage], image_size / strides[stage], ...)."""
+        stage = stage_index(stage, len(self.backbone.channels))
+        arrays = self.image_arrays(image)
+        if len(arrays) != 1:
+            raise ConfigError(f"feature_maps() takes one image, got {len(arrays)}")
+        batch, _ = next(self.image_batches(arrays))
+        return self.backbone(batch["image"])[stage][0].float().cpu().numpy()
+
+    def plot_feature_maps(self, image: Any, *, stage: int = -1, path: str | Path | None = None) -> Path:
+        """A grid of one image's stage maps (`feature_maps`), each on its own grey scale (PNG); returns its path."""
+        from visionheads.viz.inside import plot_feature_maps
+
+        maps = self.feature_maps(image, stage=stage)
+        title = f"{self.backbone.name}: stage {stage} maps ({maps.shape[0]} x {maps.shape[1]}x{maps.shape[2]})"
+        return plot_feature_maps(maps, self._figure_path(path, f"feature_maps_stage{stage}.png"), title=title)
+
+    def plot_filters(self, path: str | Path | None = None) -> Path:
+        """The kernels of the body's first convolution as a grid of tiles (AlexNet's figure 3, PNG); returns its path.
+
+        Three-channel kernels show in colour, others as the grey mean over their input channels.
+        """
+        from visionheads.viz.inside import plot_kernels
+
+        kernels = first_conv(self.backbone).weight.detach().float().cpu().numpy()  # (out, in, kh, kw)
+        count, _, height, width = kernels.shape
+        title = f"{self.backbone.name}: first convolution, {count} kernels {height}x{width}"
+        return plot_kernels(kernels, self._figure_path(path, "filters.png"), title=title)
+
+    def _figure_path(self, path: str | Path | None, default: str) -> Path:
+        # Beside the last fit's other plots, else in the working folder
+        if path is not None:
+            return Path(path)
+        run_dir = self.history.run_dir if self.history is not None else None
+        return Path(run_dir or ".") / default
 
 
 # The sample key that marks each task's data (tasks whose samples hold only images, or labels as classification's, are

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from visionheads.errors import ConfigError, DataError
 from visionheads.heads import PooledLinear, PooledMLP
 from visionheads.tasks.base import Evaluation, Task, register_task
 from visionheads.tasks.config import TaskConfig
+from visionheads.tasks.inside import Target
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,16 @@ class ClassificationTask(Task):
 
         matrix = evaluation.computed["confusion"].cpu().numpy()
         return [plot_confusion(matrix, self.class_names, out_dir / "confusion_matrix.png")]
+
+    # 7. explanations: a class's logit, by default the predicted class's
+    def explanation_targets(self, outputs: torch.Tensor, target: int | str | None) -> list[Target]:
+        """outputs: logits (B, K). Returns: per image, its logit of `target` (default: its predicted class)."""
+        chosen = [self.class_index(target)] * len(outputs) if target is not None else outputs.argmax(dim=1).tolist()
+        return [partial(_logit, index=int(index)) for index in chosen]
+
+
+def _logit(logits: torch.Tensor, *, index: int) -> torch.Tensor:
+    return logits[index]
 
 
 def _known_labels(dataset: Any) -> np.ndarray | None:

@@ -22,6 +22,7 @@ from visionheads.heads import AngleHead, PooledLinear, PooledMLP
 from visionheads.metrics import RegressionErrors
 from visionheads.tasks.base import Evaluation, Task, register_task
 from visionheads.tasks.config import TaskConfig
+from visionheads.tasks.inside import Target
 
 LOSSES = {"smooth_l1": partial(F.smooth_l1_loss, beta=0.1), "mse": F.mse_loss}
 
@@ -174,6 +175,21 @@ class RegressionTask(Task):
             angles = [float(s["angle"]) for s in samples]
             paths.append(plot_derotated_grid(images, self.derotate(images), angles, out_dir / "derotated.png"))
         return paths
+
+    # 7. explanations: the prediction, signed so that the map shows what moved it away from 0° (or the mean)
+    def explanation_targets(self, outputs: torch.Tensor, target: int | str | None) -> list[Target]:
+        """outputs: (B, 2) cos/sin or (B, D) standardised values. Returns: per image, |predicted value| (degrees for
+        angles, standard deviations otherwise) of dimension `target`, default the sum over all dimensions."""
+        dims = 1 if self.config.head == "angle" else int(self.config.target_dim)
+        if target is not None and not (isinstance(target, int) and not isinstance(target, bool) and 0 <= target < dims):
+            raise ConfigError(f"target={target!r}: regression explains an output dimension, 0..{dims - 1}")
+        return [partial(_size_of_prediction, angle=self.config.head == "angle", dim=target)] * len(outputs)
+
+
+def _size_of_prediction(outputs: torch.Tensor, *, angle: bool, dim: int | None) -> torch.Tensor:
+    values = torch.rad2deg(torch.atan2(outputs[1], outputs[0]))[None] if angle else outputs  # (D,)
+    values = values if dim is None else values[dim : dim + 1]
+    return values.abs().sum()
 
 
 def _learn_target_scale(source: Source, key: str, degrees: float | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
