@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,6 +47,15 @@ from visionheads.data.samples import as_image
 from visionheads.data.sources import resolve_source
 from visionheads.engine import build_evaluator, default_workers, inference_device, quiet_lightning
 from visionheads.errors import ConfigError, DataError, TrainingError, VisionHeadsError, whole_number
+from visionheads.tasks.attacks import (
+    AttackedPass,
+    AttackSettings,
+    Robustness,
+    batch_seed,
+    parameters_fixed,
+    perturb,
+    robustness_figures,
+)
 from visionheads.tasks.checkpoint import META_KEY, meta, read_task_file, write_task_file
 from visionheads.tasks.config import HeadBuilder, TaskConfig, head_option_defaults, resolve_config
 from visionheads.tasks.fitting import FitSettings, TrainingPlan, run_fit
@@ -105,6 +114,7 @@ class Evaluation:
     source: Source
     metrics: dict[str, float]
     computed: dict[str, torch.Tensor]
+    robustness: Robustness | None = None  # what an attacked evaluation adds for its figures
 
 
 class _LossMeans:
@@ -128,11 +138,14 @@ class _LossMeans:
 
 
 class _EvaluationPass:
-    """The loss means and the task's metrics over one evaluation pass."""
+    """The loss means and the task's metrics over one evaluation pass (and under attack, when one is asked for)."""
 
-    def __init__(self, metrics: Metric | MetricCollection, device: torch.device) -> None:
+    def __init__(
+        self, metrics: Metric | MetricCollection, device: torch.device, attacked: AttackedPass | None = None
+    ) -> None:
         self.metrics = metrics.to(device)
         self.losses = _LossMeans(device)
+        self.attacked = attacked
 
 
 class Task(L.LightningModule):
@@ -143,6 +156,7 @@ class Task(L.LightningModule):
     heads: ClassVar[dict[str, HeadBuilder]] = {}
     default_head: ClassVar[str] = ""
     monitor: ClassVar[tuple[str, str]] = ("val_loss", "min")
+    attackable: ClassVar[bool] = False  # evaluation(attack=...) works: losses on model(images), describe_predictions
 
     def __new__(cls, name: str | None = None, *args: Any, **kwargs: Any) -> Task:
         # Task("segmentation", ...) builds the registered subclass, as pathlib.Path("x") builds a PosixPath.
@@ -192,7 +206,8 @@ class Task(L.LightningModule):
         self._body_frozen = False
         self._train_losses = _LossMeans(torch.device("cpu"))
         self._pass: _EvaluationPass | None = None
-        self._finished: tuple[dict[str, float], dict[str, torch.Tensor]] | None = None
+        self._finished: tuple[dict[str, float], dict[str, torch.Tensor], Robustness | None] | None = None
+        self._attack: AttackSettings | None = None  # the attacks of the evaluation under way
 
     # ----- configuration ---------------------------------------------------------------------------
     @property
@@ -344,6 +359,10 @@ class Task(L.LightningModule):
         """Outputs of a batch to one plain Python/NumPy result per image, at its original (height, width)."""
         raise NotImplementedError
 
+    def describe_predictions(self, outputs: Any, batch: dict[str, Any]) -> list[tuple[str, bool | None]]:
+        """A short caption of each image's prediction in a batch, and whether it is right (None: not judged)."""
+        raise NotImplementedError
+
     # ----- 6. figures (hooks) ------------------------------------------------------------------------
     def figures(self, evaluation: Evaluation, out_dir: Path) -> list[Path]:
         """The task's own figures of an evaluation (e.g. a confusion matrix), saved as PNG in `out_dir`."""
@@ -398,22 +417,56 @@ class Task(L.LightningModule):
         self._evaluation_step(batch)
 
     def test_step(self, batch: dict[str, Any], batch_index: int) -> None:
-        """The shared evaluation step (Task.evaluate runs Trainer.test)."""
-        self._evaluation_step(batch)
+        """The shared evaluation step (Task.evaluate runs Trainer.test), and the attacks evaluation asked for."""
+        outputs = self._evaluation_step(batch)
+        if self._pass.attacked is not None:
+            self._attack_step(self._pass.attacked, batch, outputs, batch_index)
 
-    def _evaluation_step(self, batch: dict[str, Any]) -> None:
+    def _evaluation_step(self, batch: dict[str, Any]) -> Any:
         outputs = self.evaluation_outputs(batch)
         losses = self.evaluation_losses(outputs, batch)
         if losses:
             total = torch.stack(list(losses.values())).sum()
             self._pass.losses.update(_named_totals(losses, total), _batch_size(batch))
         self.update_metrics(self._pass.metrics, outputs, batch)
+        return outputs
+
+    def _attack_step(self, attacked: AttackedPass, batch: dict[str, Any], clean: Any, batch_index: int) -> None:
+        # The attacks perturb pixels in [0, 1], before the eval pipeline's mean/std normalisation, and go through
+        # the whole model (body and head) on images. The test loop runs in inference mode, whose tensors autograd
+        # refuses: what the loss saves for backward is made outside it; the metrics' states are updated inside it.
+        with torch.inference_mode(False):
+            batch = {key: value.clone() if torch.is_tensor(value) else value for key, value in batch.items()}
+            shape = (1, -1, 1, 1)
+            mean, std = (torch.tensor(v, device=self.device).view(shape) for v in (self.config.mean, self.config.std))
+            pixels = batch["image"].float() * std + mean  # (B, C, H, W) in [0, 1]
+
+        def loss_of(images: torch.Tensor) -> torch.Tensor:
+            return torch.stack(list(self.losses(self((images - mean) / std), batch).values())).sum()
+
+        examples = attacked.examples if self.global_rank == 0 and not attacked.examples.full else None
+        if examples is not None:
+            examples.add("clean", pixels, self.describe_predictions(clean, batch))
+        for attack in attacked.settings.attacks:
+            for eps in attacked.settings.eps:
+                outputs, adversarial = clean, pixels  # ε = 0 is the clean pass itself
+                if eps > 0:
+                    seed = batch_seed(self.config.seed, self.global_rank, batch_index, eps)
+                    with torch.inference_mode(False), torch.enable_grad(), parameters_fixed(self):
+                        adversarial = perturb(attack, loss_of, pixels, eps, attacked.settings, seed)
+                    outputs = self((adversarial - mean) / std)
+                self.update_metrics(attacked.metrics[(attack, eps)], outputs, batch)
+                if examples is not None and eps == examples.eps:
+                    examples.add(attack, adversarial, self.describe_predictions(outputs, batch))
 
     def on_validation_epoch_start(self) -> None:
         """Fresh metrics for this pass."""
         self._pass = _EvaluationPass(self.new_metrics(), self.device)
 
-    on_test_epoch_start = on_validation_epoch_start
+    def on_test_epoch_start(self) -> None:
+        """Fresh metrics for this pass, and for each attack and ε when evaluation asked for attacks."""
+        attacked = AttackedPass(self._attack, self.new_metrics, self.device) if self._attack is not None else None
+        self._pass = _EvaluationPass(self.new_metrics(), self.device, attacked)
 
     def on_validation_epoch_end(self) -> None:
         """Log `val_loss`, `val_<term>` and `val_<metric>`: dataset-wide values (early stopping monitors them)."""
@@ -424,7 +477,13 @@ class Task(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         """Keep the pass's values for Task.evaluation."""
-        self._finished = self._finish_pass()
+        attacked = self._pass.attacked
+        values, computed = self._finish_pass()
+        robustness = None
+        if attacked is not None:
+            values |= attacked.values(self.metric_values)
+            robustness = Robustness(attacked.settings, self.monitor[0].removeprefix("val_"), attacked.examples)
+        self._finished = values, computed, robustness
 
     def _finish_pass(self) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
         computed = self._pass.metrics.compute()
@@ -618,21 +677,39 @@ class Task(L.LightningModule):
         distributed: str = "auto",
         precision: str | int = "auto",
         progress: bool | None = None,
+        attack: str | Sequence[str] | None = None,
+        eps: float | Sequence[float] | None = None,
+        steps: int | None = None,
+        alpha: float | None = None,
     ) -> Evaluation:
         """One evaluation pass over `data` (Lightning's test loop, on the GPU when there is one, or several
-        processes with `devices`/`distributed`): metrics as floats and what they computed, for figures."""
+        processes with `devices`/`distributed`): metrics as floats and what they computed, for figures.
+
+        `attack` ("fgsm", "pgd" or both) also scores adversarial versions of the images at each `eps` (an L∞ bound
+        on pixels in [0, 1]; default 0, 0.01, 0.02, 0.05, 0.1) as `<metric>@<attack>=<eps>`, e.g.
+        `accuracy@fgsm=0.1`; PGD takes `steps` (default 10) of size `alpha` (default 2.5 * eps / steps).
+        """
+        settings = AttackSettings.from_arguments(attack, eps, steps, alpha)
+        if settings is not None and not self.attackable:
+            supported = [name for name in list_tasks() if task_class(name).attackable]
+            raise ConfigError(f"attacks support the tasks {', '.join(supported)}, not {self.name!r}")
         source = self.source(data)
         loader = self.data_loader(source, train=False, batch_size=batch_size, num_workers=0)
         trainer = build_evaluator(
             accelerator=accelerator, devices=devices, distributed=distributed, precision=precision, progress=progress
         )
-        with quiet_lightning():
-            trainer.test(self, loader, verbose=False)
-        (values, computed), self._finished = self._finished, None
-        return Evaluation(source, values, computed)
+        self._attack = settings
+        try:
+            with quiet_lightning():
+                trainer.test(self, loader, verbose=False)
+        finally:
+            self._attack = None
+        (values, computed, robustness), self._finished = self._finished, None
+        return Evaluation(source, values, computed, robustness)
 
     def evaluate(self, data: Any, **options: Any) -> dict[str, float]:
-        """Metrics of the task on `data` as plain floats under stable names (options as for `evaluation`)."""
+        """Metrics of the task on `data` as plain floats under stable names (options as for `evaluation`; with
+        `attack`, also each metric under attack as `<metric>@<attack>=<eps>`)."""
         return self.evaluation(data, **options).metrics
 
     @torch.inference_mode()
@@ -723,6 +800,8 @@ class Task(L.LightningModule):
         if data is not None:
             evaluation = data if isinstance(data, Evaluation) else self.evaluation(data)
             paths += self.figures(evaluation, out_dir)
+            if evaluation.robustness is not None:
+                paths += robustness_figures(evaluation.metrics, evaluation.robustness, out_dir)
         return paths
 
     # ----- seeing inside --------------------------------------------------------------------------

@@ -38,6 +38,7 @@ class ClassificationTask(Task):
     name = "classification"
     config_type = ClassificationConfig
     monitor = ("val_accuracy", "max")
+    attackable = True
     # 1. heads
     heads = {"linear": PooledLinear, "mlp": PooledMLP}
     default_head = "linear"
@@ -114,6 +115,14 @@ class ClassificationTask(Task):
         return [
             {"label": names[int(p.argmax())], "index": int(p.argmax()), "score": float(p.max()), "probs": p}
             for p in probabilities
+        ]
+
+    def describe_predictions(self, outputs: torch.Tensor, batch: dict[str, Any]) -> list[tuple[str, bool | None]]:
+        names = self.class_names or [str(i) for i in range(outputs.shape[1])]
+        predicted, true = outputs.argmax(dim=1).tolist(), batch["label"].tolist()
+        return [
+            (names[p] if p == t else f"{names[p]} (true {names[t]})", p == t)
+            for p, t in zip(predicted, true, strict=True)
         ]
 
     # 6. figures

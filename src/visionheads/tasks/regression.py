@@ -19,7 +19,7 @@ from visionheads.data.rotation import Rotated, rotate_image
 from visionheads.data.transforms import eval_pipeline, photometric_pipeline
 from visionheads.errors import ConfigError, DataError, one_of
 from visionheads.heads import AngleHead, PooledLinear, PooledMLP
-from visionheads.metrics import RegressionErrors
+from visionheads.metrics import RegressionErrors, angle_difference
 from visionheads.tasks.base import Evaluation, Task, register_task
 from visionheads.tasks.config import TaskConfig
 from visionheads.tasks.inside import Target
@@ -59,6 +59,7 @@ class RegressionTask(Task):
     # 1. heads: `angle` emits (cos θ, sin θ) so that 179° and -179° are neighbours; `linear` a scaled value.
     heads = {"angle": AngleHead, "linear": PooledLinear, "mlp": PooledMLP}
     default_head = "angle"
+    attackable = True
 
     @property
     def is_angle(self) -> bool:
@@ -160,6 +161,14 @@ class RegressionTask(Task):
         """The images turned upright: each rotated back by its predicted angle."""
         items = self.image_arrays(images)
         return [rotate_image(image, -angle) for image, angle in zip(items, self.predict(items), strict=True)]
+
+    def describe_predictions(self, outputs: torch.Tensor, batch: dict[str, Any]) -> list[tuple[str, bool | None]]:
+        predicted, true = self.values(outputs.detach())[:, 0].cpu(), batch["target"][:, 0].float().cpu()
+        if self.is_angle:  # right: within ±10°, as within_10 counts
+            right = (angle_difference(predicted, true).abs() <= 10).tolist()
+            pairs = zip(predicted.tolist(), true.tolist(), right, strict=True)
+            return [(f"{p:+.0f}° (true {t:+.0f}°)", r) for p, t, r in pairs]
+        return [(f"{p:.3g} (true {t:.3g})", None) for p, t in zip(predicted.tolist(), true.tolist(), strict=True)]
 
     # 6. figures
     def figures(self, evaluation: Evaluation, out_dir: Path) -> list[Path]:
