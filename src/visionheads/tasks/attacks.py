@@ -60,6 +60,8 @@ class AttackSettings:
             if eps is not None or steps is not None or alpha is not None:
                 raise ConfigError(f"eps, steps and alpha apply to an attack; pass attack= one of {ATTACKS}")
             return None
+        if not isinstance(attack, (str, Sequence, set, frozenset)):
+            raise ConfigError(f"attack={attack!r}; use one of {ATTACKS} or a list of them")
         attacks = (attack,) if isinstance(attack, str) else tuple(attack)
         if not attacks:
             raise ConfigError(f"attack= names at least one of {ATTACKS}")
