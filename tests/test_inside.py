@@ -161,10 +161,12 @@ def test_feature_maps_are_the_bodys_maps_at_a_stage(tmp_path):
     assert task.plot_feature_maps(image, stage=0, path=tmp_path / "maps.png").is_file()
 
 
-def test_feature_maps_take_one_image():
+def test_feature_maps_take_one_image_and_figures_a_file_name():
     task = vh.Task("classification", backbone="simple_cnn", num_classes=3, image_size=32)
     with pytest.raises(vh.ConfigError, match="one image"):
         task.feature_maps(np.zeros((2, 32, 32, 3), dtype=np.uint8))
+    with pytest.raises(vh.ConfigError, match="path must be a file name"):
+        task.plot_filters(3)
 
 
 def test_cli_explain_writes_one_overlay_per_image(tmp_path, capsys):

@@ -866,6 +866,8 @@ class Task(L.LightningModule):
     def _figure_path(self, path: str | Path | None, default: str) -> Path:
         # Beside the last fit's other plots, else in the working folder
         if path is not None:
+            if not isinstance(path, (str, Path)):
+                raise ConfigError(f"path must be a file name (str or Path), got {path!r}")
             return Path(path)
         run_dir = self.history.run_dir if self.history is not None else None
         return Path(run_dir or ".") / default
