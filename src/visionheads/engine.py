@@ -24,12 +24,15 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch.utils.data import DataLoader
 
 from visionheads._atomic import write_atomically
 from visionheads.errors import ConfigError
@@ -84,6 +87,12 @@ def resolve_precision(precision: str | int, accelerator: str) -> str:
     if accelerator in ("gpu", "cuda"):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
+
+
+def launched_as_another_process() -> bool:
+    """Whether this is a DDP process other than the first, as its launcher's environment says before the process
+    group exists (Lightning's own launcher sets LOCAL_RANK/NODE_RANK, torchrun RANK, SLURM SLURM_PROCID)."""
+    return any(os.environ.get(name, "0") != "0" for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def inference_device() -> torch.device:
@@ -144,6 +153,11 @@ class RunRecord(Checkpoint):
         self._saved = 0.0  # when last.ckpt was last written
         self.interrupted: int | None = None  # signal.SIGINT or SIGTERM when the fit was stopped by one
 
+    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        # Only the first process makes a run folder; under DDP the others learn its path here, once the process
+        # group exists (torchrun and SLURM start every process at once, each with its own idea of a new folder).
+        self.run_dir = Path(trainer.strategy.broadcast(str(self.run_dir), src=0))
+
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._saved = time.perf_counter()
         # A resumed fit restored its finished epochs from last.ckpt; the new metrics.csv starts with them.
@@ -170,7 +184,8 @@ class RunRecord(Checkpoint):
         # Every rank takes part in save_checkpoint (a sharded strategy gathers state); rank 0 writes.
         now = time.perf_counter()
         final = trainer.should_stop or trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
-        if final or now - self._saved >= self.checkpoint_every:
+        # The first process's clock decides: every process must enter save_checkpoint (and its barrier) together.
+        if trainer.strategy.broadcast(final or now - self._saved >= self.checkpoint_every, src=0):
             trainer.save_checkpoint(self.run_dir / RESUME_CHECKPOINT, weights_only=False)
             self._saved = now
         if improved:
@@ -242,6 +257,42 @@ def run_loggers(run_dir: Path) -> list:
     return loggers
 
 
+class RunData(L.LightningDataModule):
+    """The loaders of one fit or evaluation. Under DDP, Lightning shards training data with its DistributedSampler;
+    evaluation data is sharded here so that each sample is evaluated exactly once (that sampler pads the shares
+    to equal length with repeated samples, which would count them twice in dataset-wide metrics)."""
+
+    def __init__(
+        self, train: DataLoader | None = None, val: DataLoader | None = None, test: DataLoader | None = None
+    ) -> None:
+        super().__init__()
+        self.train, self.val, self.test = train, val, test
+
+    def train_dataloader(self) -> DataLoader:
+        return self.train
+
+    def val_dataloader(self) -> DataLoader | list:
+        return evaluated_once(self.val) if self.val is not None else []
+
+    def test_dataloader(self) -> DataLoader:
+        return evaluated_once(self.test)
+
+
+def evaluated_once(loader: DataLoader) -> DataLoader:
+    """`loader` restricted to this process's share of its samples when several processes run (each sample in
+    exactly one share; the shares may differ by one sample), else `loader` itself."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return loader
+    shares = UnrepeatedDistributedSampler(
+        loader.dataset, num_replicas=dist.get_world_size(), rank=dist.get_rank(), shuffle=False
+    )
+    return DataLoader(
+        loader.dataset, batch_size=loader.batch_size, sampler=shares, collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+        persistent_workers=loader.persistent_workers, generator=loader.generator,
+    )  # fmt: skip
+
+
 def build_trainer(
     *,
     run_dir: Path,
@@ -256,10 +307,16 @@ def build_trainer(
     callbacks: list[Callback] | None = None,
     progress: bool | None = None,
     checkpoint_every: float = 0.0,
+    fixed_input_size: bool = True,
     **trainer_kwargs: Any,
 ) -> tuple[L.Trainer, RunRecord]:
-    """The Trainer of Task.fit, and the callback that records its history and writes its checkpoints."""
+    """The Trainer of Task.fit, and the callback that records its history and writes its checkpoints.
+
+    On GPUs: mixed precision (`resolve_precision`), and cuDNN's benchmark mode where every batch has the input size
+    (it times the convolution algorithms once per shape, a loss where shapes vary, as in R-CNN's resizing). Pinned
+    memory is the loaders' (`make_loader`); Lightning copies batches to the GPU with non_blocking=True."""
     accelerator = resolve_accelerator(accelerator, devices)
+    trainer_kwargs.setdefault("benchmark", accelerator in ("gpu", "cuda") and fixed_input_size)
     if devices == "cpu":
         devices = "auto"
     if progress is None:
@@ -287,11 +344,12 @@ def build_trainer(
         plugins=[checkpoint_io()],
         **trainer_kwargs,
     )
-    print(
-        f"training on {accelerator} ({trainer.num_devices} device(s), precision {trainer.precision}) "
-        f"for {epochs} epoch(s); run folder {run_dir}",
-        file=sys.stderr,
-    )
+    if not launched_as_another_process():
+        print(
+            f"training on {accelerator} ({trainer.num_devices} device(s), precision {trainer.precision}) "
+            f"for {epochs} epoch(s); run folder {run_dir}",
+            file=sys.stderr,
+        )
     return trainer, record
 
 

@@ -45,7 +45,7 @@ from visionheads.data.images import as_image_list, read_image
 from visionheads.data.pipeline import EpochClock, TensorSamples, TransformedDataset, make_loader
 from visionheads.data.samples import as_image
 from visionheads.data.sources import resolve_source
-from visionheads.engine import build_evaluator, default_workers, inference_device, quiet_lightning
+from visionheads.engine import RunData, build_evaluator, default_workers, inference_device, quiet_lightning
 from visionheads.errors import ConfigError, DataError, TrainingError, VisionHeadsError, whole_number
 from visionheads.tasks.attacks import (
     AttackedPass,
@@ -156,6 +156,7 @@ class Task(L.LightningModule):
     heads: ClassVar[dict[str, HeadBuilder]] = {}
     default_head: ClassVar[str] = ""
     monitor: ClassVar[tuple[str, str]] = ("val_loss", "min")
+    fixed_input_size: ClassVar[bool] = True  # every batch at image_size (cuDNN benchmark mode pays off on GPUs)
     attackable: ClassVar[bool] = False  # evaluation(attack=...) works: losses on model(images), describe_predictions
 
     def __new__(cls, name: str | None = None, *args: Any, **kwargs: Any) -> Task:
@@ -701,7 +702,7 @@ class Task(L.LightningModule):
         self._attack = settings
         try:
             with quiet_lightning():
-                trainer.test(self, loader, verbose=False)
+                trainer.test(self, datamodule=RunData(test=loader), verbose=False)
         finally:
             self._attack = None
         (values, computed, robustness), self._finished = self._finished, None

@@ -92,6 +92,7 @@ class DetectionTask(Task):
     name = "detection"
     config_type = DetectionConfig
     monitor = ("val_AP", "max")
+    fixed_input_size = False  # R-CNN batches take the size of their largest image: no cuDNN benchmark mode
     # 1. heads: FPN over the body's stages from stride 4, RPN, RoI heads (+ mask branch)
     heads = {"faster_rcnn": FasterRCNNHead, "mask_rcnn": MaskRCNNHead}
     default_head = "faster_rcnn"

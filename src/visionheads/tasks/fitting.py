@@ -24,8 +24,10 @@ from visionheads.engine import (
     BEST_WEIGHTS,
     LAST_WEIGHTS,
     RESUME_CHECKPOINT,
+    RunData,
     RunRecord,
     build_trainer,
+    launched_as_another_process,
     new_run_dir,
     quiet_lightning,
 )
@@ -123,6 +125,7 @@ class Fittable(Protocol):
     monitor: tuple[str, str]
     plan: TrainingPlan
     history: History | None
+    fixed_input_size: bool
 
     @property
     def config(self) -> Any: ...
@@ -134,6 +137,8 @@ class Fittable(Protocol):
     def feature_loader(self, source: Source, *, train: bool, batch_size: int = 32) -> Any: ...
 
     def load_weights(self, path: str | Path) -> None: ...
+
+    def evaluation(self, data: Any, **options: Any) -> Any: ...
 
     def plot(self, out_dir: Any = None, data: Any = None, *, history: History | None = None) -> list[Path]: ...
 
@@ -167,21 +172,31 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
     data = {"train": train_source.description, "val": val_source.description if val_source else None}
     if checkpoint is not None:  # before anything in its folder is touched
         check_resumable(task.name, task.config.arguments(), task.state_dict(), checkpoint, settings.record() | data)
-    run_dir = checkpoint.parent if checkpoint is not None else new_run_dir(settings.project, task.name, settings.name)
+    first = not launched_as_another_process()  # under DDP, only the first process makes and fills the run folder
+    if checkpoint is not None:
+        run_dir = checkpoint.parent
+    elif first:
+        run_dir = new_run_dir(settings.project, task.name, settings.name)
+    else:
+        run_dir = Path(settings.project) / task.name / "(the first process's run folder)"  # learnt in RunRecord.setup
     try:
-        trainer, record = _train(task, loaders, run_dir, checkpoint, settings, data, val_source is not None)
+        trainer, record = _train(task, loaders, run_dir, checkpoint, settings, data, val_source is not None, first)
     except BaseException:
-        if checkpoint is None and not any((run_dir / name).is_file() for name in CHECKPOINTS):
+        if first and checkpoint is None and not any((run_dir / name).is_file() for name in CHECKPOINTS):
             shutil.rmtree(run_dir, ignore_errors=True)  # a failed fit leaves no folder holding only its config
         raise
-    rows = record.rows
-    monitor = record.monitor
+    run_dir, rows, monitor = record.run_dir, record.rows, record.monitor
+    trainer.strategy.barrier("visionheads: checkpoints written")  # the first process's writes end at its teardown
     if val_source is not None and record.best_epoch not in (None, rows[-1]["epoch"]):
         task.load_weights(run_dir / BEST_WEIGHTS)  # keep the best validated epoch, as Keras' restore_best_weights
     task.history = History(list(rows), run_dir, record.best_epoch, monitor)
+    if settings.plots:
+        # Every process takes part in the evaluation (its metrics are synced across them); the first one draws.
+        evaluation = task.evaluation(val_source, accelerator=settings.accelerator, devices=settings.devices,
+                                     distributed=settings.distributed) if val_source is not None else None  # fmt: skip
+        if trainer.is_global_zero:
+            task.plot(run_dir, data=evaluation, history=task.history)
     if trainer.is_global_zero:
-        if settings.plots:
-            task.plot(run_dir, data=val_source, history=task.history)
         print(f"results saved to {run_dir}", file=sys.stderr)
     return task.history
 
@@ -194,9 +209,10 @@ def _train(
     settings: FitSettings,
     data: dict[str, Any],
     validated: bool,
+    first: bool,
 ) -> tuple[L.Trainer, RunRecord]:
     """Write the run's config (a new run), build the Trainer and run it; an interrupted fit says how to resume."""
-    if checkpoint is None:
+    if checkpoint is None and first:
         record = {"task": {"name": task.name, **task.config.arguments()}, "fit": settings.record() | data}
         (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
     monitor, mode = task.monitor if validated else ("train_loss", "min")
@@ -204,14 +220,14 @@ def _train(
         run_dir=run_dir, epochs=settings.epochs, monitor=monitor, mode=mode, accelerator=settings.accelerator,
         devices=settings.devices, precision=settings.precision, distributed=settings.distributed,
         patience=settings.patience, callbacks=list(settings.callbacks), progress=settings.progress,
-        checkpoint_every=settings.checkpoint_every, **settings.trainer,
+        checkpoint_every=settings.checkpoint_every, fixed_input_size=task.fixed_input_size, **settings.trainer,
     )  # fmt: skip
-    if checkpoint is not None:
+    if checkpoint is not None and first:
         print(f"resuming from {checkpoint}", file=sys.stderr)
     try:
         with quiet_lightning():
             # weights_only: a checkpoint file is data, never code (optimizer, loops and history are plain values).
-            trainer.fit(task, *loaders, ckpt_path=checkpoint, weights_only=True)
+            trainer.fit(task, datamodule=RunData(*loaders), ckpt_path=checkpoint, weights_only=True)
     except TrainingError:
         raise  # resuming would diverge again: its message says what to change instead
     except RuntimeError as error:
