@@ -72,3 +72,14 @@ def class_folders(tmp_path):
             pixels = rng.integers(0, 255, size=(20, 20, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(root / name / f"{i}.png")
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module's tests: tiny nets gain nothing from a second, and on a shared machine whose
+    other core is busy the threads' barrier waits made training about 10x slower (0.7 s vs 9.4 s per epoch of 320
+    images; tests/test_adversarial.py's fit: 114 s with two threads, 7 s with one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

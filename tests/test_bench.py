@@ -20,3 +20,15 @@ def test_fit_throughput_runs_and_prints_a_ratio(monkeypatch: pytest.MonkeyPatch,
     ratio = re.search(r"ratio Task\.fit / plain loop: ([0-9.]+)", printed)
     assert ratio is not None, printed
     assert float(ratio.group(1)) > 0
+
+
+def test_adversarial_runs_and_prints_accuracy_per_eps(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["adversarial.py", "--recipes", "digits", "--test-limit", "16", "--eps", "0,0.1"]
+    monkeypatch.setattr(sys, "argv", [*argv, "epochs=1", "image_size=16", "train=digits[:128]", "val=false"])
+    runpy.run_path(str(BENCH / "adversarial.py"), run_name="__main__")
+    printed = capsys.readouterr().out
+    rows = re.findall(r"^\s+(0|0\.1)\s+([0-9.]+)\s+([0-9.]+)$", printed, flags=re.MULTILINE)
+    assert [row[0] for row in rows] == ["0", "0.1"], printed
+    assert rows[0][1] == rows[0][2]  # ε = 0: both attacks leave the clean accuracy

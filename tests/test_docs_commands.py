@@ -2,7 +2,8 @@
 
 Each command in a fenced block, and each concrete one in the prose, is parsed by the real argument parser. `list`
 commands run. `fit` commands go further without training: the recipe and its overrides become the Task (its body
-built, weights tags checked against the registry) and FitSettings, and built-in data specs are resolved.
+built, weights tags checked against the registry) and FitSettings, and built-in data specs are resolved. `compare`
+commands too, with their strategies checked.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from visionheads.backbones import backbone_entry
 from visionheads.cli import _parser, main
 from visionheads.data.catalog import is_builtin, parse_coco_spec
 from visionheads.recipes import load_recipe, parse_overrides
+from visionheads.tasks.fitting import STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -85,6 +87,11 @@ def test_every_documented_command_runs_as_written(page, command, capsys):
         assert main(argv) == 0 and capsys.readouterr().out.strip()
     elif args.command == "fit":
         _check_fit(args.recipe, args.overrides)
+    elif args.command == "compare":
+        strategies = [o for o in args.overrides if o.startswith(("strategy=", "fit.strategy="))]
+        for chosen in strategies:
+            assert set(chosen.split("=", 1)[1].split(",")) <= set(STRATEGIES) - {"auto"}, command
+        _check_fit(args.recipe, [o for o in args.overrides if o not in strategies])
     elif args.command == "evaluate" and args.data.startswith("coco:"):
         parse_coco_spec(args.data)
 

@@ -1,4 +1,4 @@
-"""`visionheads demo | fit | evaluate | predict | list`."""
+"""`visionheads demo | fit | compare | evaluate | predict | explain | list`."""
 
 from __future__ import annotations
 
@@ -89,6 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+")
     predict.add_argument("--out", default="predictions", help="folder for PNGs (masks, reconstructions, detections)")
     predict.set_defaults(run=_predict)
+
+    explain = sub.add_parser("explain", help="heatmaps of what a saved task looked at (Grad-CAM and kin), as PNGs")
+    explain.add_argument("checkpoint")
+    explain.add_argument("images", nargs="+")
+    explain.add_argument("--method", default="gradcam", help="gradcam (default), gradcam++, xgradcam, eigencam, ...")
+    explain.add_argument("--out", default="explanations", help="folder for the overlays")
+    explain.add_argument(
+        "--class", dest="target", help="class index or name to explain (default: the predicted class; required for "
+        "segmentation; regression: an output dimension)"
+    )  # fmt: skip
+    explain.add_argument("--stage", type=int, default=-1, help="the body's stage to explain at (default: the deepest)")
+    explain.set_defaults(run=_explain)
 
     listing = sub.add_parser("list", help="list backbones, tasks, heads or built-in datasets")
     listing.add_argument("what", choices=["backbones", "tasks", "heads", "datasets"])
@@ -219,6 +231,21 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             shown = {k: v for k, v in result.items() if k != "probs"} if isinstance(result, dict) else result
         echo(f"{image}: {shown}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import visionheads as vh
+    from visionheads.viz.inside import save_overlay
+
+    task = vh.Task.load(args.checkpoint)
+    target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
+    heatmaps = task.explain(args.images, method=args.method, target=target, stage=args.stage)
+    out = Path(args.out)
+    for image, stem, array, heatmap in zip(
+        args.images, _output_stems(args.images), task.image_arrays(args.images), heatmaps, strict=True
+    ):
+        echo(f"{image}: {save_overlay(array, heatmap, out / f'{stem}_{args.method}.png')}")
     return 0
 
 

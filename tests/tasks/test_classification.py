@@ -42,6 +42,20 @@ def test_fit_learns_digits_well_above_chance():
     assert (history.run_dir / "best.pt").is_file() and (history.run_dir / "metrics.csv").is_file()
 
 
+def test_top5_accuracy_is_its_own_after_a_first_batch_without_errors():
+    # torchmetrics' compute groups once merged top-5's state with macro-F1's when a first batch had no top-1 error
+    task = vh.Task("classification", backbone="simple_cnn", num_classes=10, image_size=32)
+    metrics = task.new_metrics()
+    labels = torch.arange(10)
+    task.update_metrics(metrics, 5 * torch.eye(10), {"label": labels})  # all right
+    second = torch.zeros(10, 10)
+    second[:, 0], second[labels, (labels + 1) % 10] = 2.0, 1.0  # top-1 wrong but one (label 0), top-5 right for all
+    task.update_metrics(metrics, second, {"label": (labels + 1) % 10})
+    values = task.metric_values(metrics.compute())
+    assert values["accuracy"] == pytest.approx(11 / 20)
+    assert values["top5_accuracy"] == 1.0
+
+
 def test_fit_on_arrays_infers_classes_and_writes_plots(tiny_arrays):
     images, labels = tiny_arrays
     task = vh.Task("classification", backbone="lenet5", image_size=32)

@@ -13,6 +13,7 @@ losses, its metrics, how it decodes outputs, and its figures. The hooks, in the 
     new_metrics / update_metrics / metric_values     torchmetrics states (synced across processes) -> floats
     decode(outputs, sizes)                plain Python/NumPy results at each image's own size
     figures(evaluation, out_dir)          PNGs drawn from an Evaluation handed in
+    explanation_targets(outputs, target)  per image, the scalar its heatmap explains (Task.explain)
 
 Most tasks only write `losses(outputs, batch)`: the default training_losses, evaluation_outputs and
 evaluation_losses run `model(images)` and call it.
@@ -24,7 +25,7 @@ import contextlib
 import dataclasses
 import math
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,10 +48,20 @@ from visionheads.data.samples import as_image
 from visionheads.data.sources import resolve_source
 from visionheads.engine import RunData, build_evaluator, default_workers, inference_device, quiet_lightning
 from visionheads.errors import ConfigError, DataError, TrainingError, VisionHeadsError, whole_number
+from visionheads.tasks.attacks import (
+    AttackedPass,
+    AttackSettings,
+    Robustness,
+    batch_seed,
+    parameters_fixed,
+    perturb,
+    robustness_figures,
+)
 from visionheads.tasks.checkpoint import META_KEY, meta, read_task_file, write_task_file
 from visionheads.tasks.config import HeadBuilder, TaskConfig, head_option_defaults, resolve_config
 from visionheads.tasks.fitting import FitSettings, TrainingPlan, run_fit
 from visionheads.tasks.history import History
+from visionheads.tasks.inside import Target, cam_type, class_activation_maps, first_conv, stage_index
 
 FEATURES = "features"  # the batch key of cached body features (strategy="features")
 _TASKS: Registry[type[Task]] = Registry("task", "list_tasks() shows all")
@@ -104,6 +115,7 @@ class Evaluation:
     source: Source
     metrics: dict[str, float]
     computed: dict[str, torch.Tensor]
+    robustness: Robustness | None = None  # what an attacked evaluation adds for its figures
 
 
 class _LossMeans:
@@ -127,11 +139,14 @@ class _LossMeans:
 
 
 class _EvaluationPass:
-    """The loss means and the task's metrics over one evaluation pass."""
+    """The loss means and the task's metrics over one evaluation pass (and under attack, when one is asked for)."""
 
-    def __init__(self, metrics: Metric | MetricCollection, device: torch.device) -> None:
+    def __init__(
+        self, metrics: Metric | MetricCollection, device: torch.device, attacked: AttackedPass | None = None
+    ) -> None:
         self.metrics = metrics.to(device)
         self.losses = _LossMeans(device)
+        self.attacked = attacked
 
 
 class Task(L.LightningModule):
@@ -143,6 +158,7 @@ class Task(L.LightningModule):
     default_head: ClassVar[str] = ""
     monitor: ClassVar[tuple[str, str]] = ("val_loss", "min")
     fixed_input_size: ClassVar[bool] = True  # every batch at image_size (cuDNN benchmark mode pays off on GPUs)
+    attackable: ClassVar[bool] = False  # evaluation(attack=...) works: losses on model(images), describe_predictions
 
     def __new__(cls, name: str | None = None, *args: Any, **kwargs: Any) -> Task:
         # Task("segmentation", ...) builds the registered subclass, as pathlib.Path("x") builds a PosixPath.
@@ -192,7 +208,8 @@ class Task(L.LightningModule):
         self._body_frozen = False
         self._train_losses = _LossMeans(torch.device("cpu"))
         self._pass: _EvaluationPass | None = None
-        self._finished: tuple[dict[str, float], dict[str, torch.Tensor]] | None = None
+        self._finished: tuple[dict[str, float], dict[str, torch.Tensor], Robustness | None] | None = None
+        self._attack: AttackSettings | None = None  # the attacks of the evaluation under way
 
     # ----- configuration ---------------------------------------------------------------------------
     @property
@@ -344,10 +361,30 @@ class Task(L.LightningModule):
         """Outputs of a batch to one plain Python/NumPy result per image, at its original (height, width)."""
         raise NotImplementedError
 
+    def describe_predictions(self, outputs: Any, batch: dict[str, Any]) -> list[tuple[str, bool | None]]:
+        """A short caption of each image's prediction in a batch, and whether it is right (None: not judged)."""
+        raise NotImplementedError
+
     # ----- 6. figures (hooks) ------------------------------------------------------------------------
     def figures(self, evaluation: Evaluation, out_dir: Path) -> list[Path]:
         """The task's own figures of an evaluation (e.g. a confusion matrix), saved as PNG in `out_dir`."""
         return []
+
+    # ----- 7. explanations (hook) --------------------------------------------------------------------
+    def explanation_targets(self, outputs: Any, target: int | str | None) -> list[Target]:
+        """Per image of a batch, what its heatmap explains: a function of that image's outputs to a scalar."""
+        raise ConfigError(f"explain() is for classification, regression and segmentation, not the {self.name} task")
+
+    def class_index(self, target: int | str) -> int:
+        """A class given by index or name as its index, or a ConfigError naming the classes."""
+        names = self.class_names or [str(i) for i in range(self.num_classes or 0)]
+        if isinstance(target, str) and target in names:
+            return names.index(target)
+        if isinstance(target, str) and target.isdigit():
+            target = int(target)
+        if isinstance(target, (int, np.integer)) and not isinstance(target, bool) and 0 <= target < len(names):
+            return int(target)
+        raise ConfigError(f"target={target!r} is not a class of this task; its classes: {', '.join(names)}")
 
     # ----- Lightning steps ---------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_index: int) -> torch.Tensor:
@@ -382,22 +419,56 @@ class Task(L.LightningModule):
         self._evaluation_step(batch)
 
     def test_step(self, batch: dict[str, Any], batch_index: int) -> None:
-        """The shared evaluation step (Task.evaluate runs Trainer.test)."""
-        self._evaluation_step(batch)
+        """The shared evaluation step (Task.evaluate runs Trainer.test), and the attacks evaluation asked for."""
+        outputs = self._evaluation_step(batch)
+        if self._pass.attacked is not None:
+            self._attack_step(self._pass.attacked, batch, outputs, batch_index)
 
-    def _evaluation_step(self, batch: dict[str, Any]) -> None:
+    def _evaluation_step(self, batch: dict[str, Any]) -> Any:
         outputs = self.evaluation_outputs(batch)
         losses = self.evaluation_losses(outputs, batch)
         if losses:
             total = torch.stack(list(losses.values())).sum()
             self._pass.losses.update(_named_totals(losses, total), _batch_size(batch))
         self.update_metrics(self._pass.metrics, outputs, batch)
+        return outputs
+
+    def _attack_step(self, attacked: AttackedPass, batch: dict[str, Any], clean: Any, batch_index: int) -> None:
+        # The attacks perturb pixels in [0, 1], before the eval pipeline's mean/std normalisation, and go through
+        # the whole model (body and head) on images. The test loop runs in inference mode, whose tensors autograd
+        # refuses: what the loss saves for backward is made outside it; the metrics' states are updated inside it.
+        with torch.inference_mode(False):
+            batch = {key: value.clone() if torch.is_tensor(value) else value for key, value in batch.items()}
+            shape = (1, -1, 1, 1)
+            mean, std = (torch.tensor(v, device=self.device).view(shape) for v in (self.config.mean, self.config.std))
+            pixels = batch["image"].float() * std + mean  # (B, C, H, W) in [0, 1]
+
+        def loss_of(images: torch.Tensor) -> torch.Tensor:
+            return torch.stack(list(self.losses(self((images - mean) / std), batch).values())).sum()
+
+        examples = attacked.examples if self.global_rank == 0 and not attacked.examples.full else None
+        if examples is not None:
+            examples.add("clean", pixels, self.describe_predictions(clean, batch))
+        for attack in attacked.settings.attacks:
+            for eps in attacked.settings.eps:
+                outputs, adversarial = clean, pixels  # ε = 0 is the clean pass itself
+                if eps > 0:
+                    seed = batch_seed(self.config.seed, self.global_rank, batch_index, eps)
+                    with torch.inference_mode(False), torch.enable_grad(), parameters_fixed(self):
+                        adversarial = perturb(attack, loss_of, pixels, eps, attacked.settings, seed)
+                    outputs = self((adversarial - mean) / std)
+                self.update_metrics(attacked.metrics[(attack, eps)], outputs, batch)
+                if examples is not None and eps == examples.eps:
+                    examples.add(attack, adversarial, self.describe_predictions(outputs, batch))
 
     def on_validation_epoch_start(self) -> None:
         """Fresh metrics for this pass."""
         self._pass = _EvaluationPass(self.new_metrics(), self.device)
 
-    on_test_epoch_start = on_validation_epoch_start
+    def on_test_epoch_start(self) -> None:
+        """Fresh metrics for this pass, and for each attack and ε when evaluation asked for attacks."""
+        attacked = AttackedPass(self._attack, self.new_metrics, self.device) if self._attack is not None else None
+        self._pass = _EvaluationPass(self.new_metrics(), self.device, attacked)
 
     def on_validation_epoch_end(self) -> None:
         """Log `val_loss`, `val_<term>` and `val_<metric>`: dataset-wide values (early stopping monitors them)."""
@@ -408,7 +479,13 @@ class Task(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         """Keep the pass's values for Task.evaluation."""
-        self._finished = self._finish_pass()
+        attacked = self._pass.attacked
+        values, computed = self._finish_pass()
+        robustness = None
+        if attacked is not None:
+            values |= attacked.values(self.metric_values)
+            robustness = Robustness(attacked.settings, self.monitor[0].removeprefix("val_"), attacked.examples)
+        self._finished = values, computed, robustness
 
     def _finish_pass(self) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
         computed = self._pass.metrics.compute()
@@ -602,21 +679,39 @@ class Task(L.LightningModule):
         distributed: str = "auto",
         precision: str | int = "auto",
         progress: bool | None = None,
+        attack: str | Sequence[str] | None = None,
+        eps: float | Sequence[float] | None = None,
+        steps: int | None = None,
+        alpha: float | None = None,
     ) -> Evaluation:
         """One evaluation pass over `data` (Lightning's test loop, on the GPU when there is one, or several
-        processes with `devices`/`distributed`): metrics as floats and what they computed, for figures."""
+        processes with `devices`/`distributed`): metrics as floats and what they computed, for figures.
+
+        `attack` ("fgsm", "pgd" or both) also scores adversarial versions of the images at each `eps` (an L∞ bound
+        on pixels in [0, 1]; default 0, 0.01, 0.02, 0.05, 0.1) as `<metric>@<attack>=<eps>`, e.g.
+        `accuracy@fgsm=0.1`; PGD takes `steps` (default 10) of size `alpha` (default 2.5 * eps / steps).
+        """
+        settings = AttackSettings.from_arguments(attack, eps, steps, alpha)
+        if settings is not None and not self.attackable:
+            supported = [name for name in list_tasks() if task_class(name).attackable]
+            raise ConfigError(f"attacks support the tasks {', '.join(supported)}, not {self.name!r}")
         source = self.source(data)
         loader = self.data_loader(source, train=False, batch_size=batch_size, num_workers=0)
         trainer = build_evaluator(
             accelerator=accelerator, devices=devices, distributed=distributed, precision=precision, progress=progress
         )
-        with quiet_lightning():
-            trainer.test(self, datamodule=RunData(test=loader), verbose=False)
-        (values, computed), self._finished = self._finished, None
-        return Evaluation(source, values, computed)
+        self._attack = settings
+        try:
+            with quiet_lightning():
+                trainer.test(self, datamodule=RunData(test=loader), verbose=False)
+        finally:
+            self._attack = None
+        (values, computed, robustness), self._finished = self._finished, None
+        return Evaluation(source, values, computed, robustness)
 
     def evaluate(self, data: Any, **options: Any) -> dict[str, float]:
-        """Metrics of the task on `data` as plain floats under stable names (options as for `evaluation`)."""
+        """Metrics of the task on `data` as plain floats under stable names (options as for `evaluation`; with
+        `attack`, also each metric under attack as `<metric>@<attack>=<eps>`)."""
         return self.evaluation(data, **options).metrics
 
     def predict(self, images: Any, *, batch_size: int = 64, compile: bool | str = False) -> list[Any]:
@@ -750,7 +845,77 @@ class Task(L.LightningModule):
         if data is not None:
             evaluation = data if isinstance(data, Evaluation) else self.evaluation(data)
             paths += self.figures(evaluation, out_dir)
+            if evaluation.robustness is not None:
+                paths += robustness_figures(evaluation.metrics, evaluation.robustness, out_dir)
         return paths
+
+    # ----- seeing inside --------------------------------------------------------------------------
+    def explain(
+        self,
+        images: Any,
+        *,
+        method: str = "gradcam",
+        target: int | str | None = None,
+        stage: int = -1,
+        batch_size: int = 16,
+    ) -> list[np.ndarray]:
+        """Class activation maps (Grad-CAM and kin, by the grad-cam package) of image files, one HxWxC array or a
+        batch: one float32 (H, W) heatmap in [0, 1] per image, at its own size.
+
+        `target`: the class (index or name) to explain; default the predicted one. Regression: the output
+        dimension, default all; segmentation: the class, required. `stage`: the body's stage, default the deepest.
+        """
+        cam_type(method)  # an unknown method or a missing package fails before any image is read
+        stage = stage_index(stage, len(self.backbone.channels))
+        heatmaps: list[np.ndarray] = []
+        for batch, sizes in self.image_batches(images, batch_size=batch_size):
+            with torch.no_grad():
+                outputs = self(batch["image"])
+            targets = self.explanation_targets(outputs, target)
+            heatmaps += class_activation_maps(
+                self, self.backbone, stage, self.backbone.strides[stage], batch["image"], targets, method, sizes
+            )
+        return heatmaps
+
+    @torch.inference_mode()
+    def feature_maps(self, image: Any, *, stage: int = -1) -> np.ndarray:
+        """The body's maps at `stage` (default the deepest) for one image (a file or an HxWxC array), after the
+        eval pipeline: float32 (channels[stage], image_size / strides[stage], ...)."""
+        stage = stage_index(stage, len(self.backbone.channels))
+        arrays = self.image_arrays(image)
+        if len(arrays) != 1:
+            raise ConfigError(f"feature_maps() takes one image, got {len(arrays)}")
+        batch, _ = next(self.image_batches(arrays))
+        return self.backbone(batch["image"])[stage][0].float().cpu().numpy()
+
+    def plot_feature_maps(self, image: Any, *, stage: int = -1, path: str | Path | None = None) -> Path:
+        """A grid of one image's stage maps (`feature_maps`), each on its own grey scale (PNG); returns its path."""
+        from visionheads.viz.inside import plot_feature_maps
+
+        maps = self.feature_maps(image, stage=stage)
+        title = f"{self.backbone.name}: stage {stage} maps ({maps.shape[0]} x {maps.shape[1]}x{maps.shape[2]})"
+        return plot_feature_maps(maps, self._figure_path(path, f"feature_maps_stage{stage}.png"), title=title)
+
+    def plot_filters(self, path: str | Path | None = None) -> Path:
+        """The kernels of the body's first convolution as a grid of tiles (AlexNet's figure 3, PNG); returns its path.
+
+        Three-channel kernels show in colour, others as the grey mean over their input channels.
+        """
+        from visionheads.viz.inside import plot_kernels
+
+        kernels = first_conv(self.backbone).weight.detach().float().cpu().numpy()  # (out, in, kh, kw)
+        count, _, height, width = kernels.shape
+        title = f"{self.backbone.name}: first convolution, {count} kernels {height}x{width}"
+        return plot_kernels(kernels, self._figure_path(path, "filters.png"), title=title)
+
+    def _figure_path(self, path: str | Path | None, default: str) -> Path:
+        # Beside the last fit's other plots, else in the working folder
+        if path is not None:
+            if not isinstance(path, (str, Path)):
+                raise ConfigError(f"path must be a file name (str or Path), got {path!r}")
+            return Path(path)
+        run_dir = self.history.run_dir if self.history is not None else None
+        return Path(run_dir or ".") / default
 
 
 # The sample key that marks each task's data (tasks whose samples hold only images, or labels as classification's, are

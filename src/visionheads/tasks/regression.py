@@ -19,9 +19,10 @@ from visionheads.data.rotation import Rotated, rotate_image
 from visionheads.data.transforms import eval_pipeline, photometric_pipeline
 from visionheads.errors import ConfigError, DataError, one_of
 from visionheads.heads import AngleHead, PooledLinear, PooledMLP
-from visionheads.metrics import RegressionErrors
+from visionheads.metrics import RegressionErrors, angle_difference
 from visionheads.tasks.base import Evaluation, Task, register_task
 from visionheads.tasks.config import TaskConfig
+from visionheads.tasks.inside import Target
 
 LOSSES = {"smooth_l1": partial(F.smooth_l1_loss, beta=0.1), "mse": F.mse_loss}
 
@@ -58,6 +59,7 @@ class RegressionTask(Task):
     # 1. heads: `angle` emits (cos θ, sin θ) so that 179° and -179° are neighbours; `linear` a scaled value.
     heads = {"angle": AngleHead, "linear": PooledLinear, "mlp": PooledMLP}
     default_head = "angle"
+    attackable = True
 
     @property
     def is_angle(self) -> bool:
@@ -160,6 +162,14 @@ class RegressionTask(Task):
         items = self.image_arrays(images)
         return [rotate_image(image, -angle) for image, angle in zip(items, self.predict(items), strict=True)]
 
+    def describe_predictions(self, outputs: torch.Tensor, batch: dict[str, Any]) -> list[tuple[str, bool | None]]:
+        predicted, true = self.values(outputs.detach())[:, 0].cpu(), batch["target"][:, 0].float().cpu()
+        if self.is_angle:  # right: within ±10°, as within_10 counts
+            right = (angle_difference(predicted, true).abs() <= 10).tolist()
+            pairs = zip(predicted.tolist(), true.tolist(), right, strict=True)
+            return [(f"{p:+.0f}° (true {t:+.0f}°)", r) for p, t, r in pairs]
+        return [(f"{p:.3g} (true {t:.3g})", None) for p, t in zip(predicted.tolist(), true.tolist(), strict=True)]
+
     # 6. figures
     def figures(self, evaluation: Evaluation, out_dir: Path) -> list[Path]:
         from visionheads.viz.regression import plot_derotated_grid, plot_predicted_vs_true
@@ -174,6 +184,21 @@ class RegressionTask(Task):
             angles = [float(s["angle"]) for s in samples]
             paths.append(plot_derotated_grid(images, self.derotate(images), angles, out_dir / "derotated.png"))
         return paths
+
+    # 7. explanations: the prediction, signed so that the map shows what moved it away from 0° (or the mean)
+    def explanation_targets(self, outputs: torch.Tensor, target: int | str | None) -> list[Target]:
+        """outputs: (B, 2) cos/sin or (B, D) standardised values. Returns: per image, |predicted value| (degrees for
+        angles, standard deviations otherwise) of dimension `target`, default the sum over all dimensions."""
+        dims = 1 if self.config.head == "angle" else int(self.config.target_dim)
+        if target is not None and not (isinstance(target, int) and not isinstance(target, bool) and 0 <= target < dims):
+            raise ConfigError(f"target={target!r}: regression explains an output dimension, 0..{dims - 1}")
+        return [partial(_size_of_prediction, angle=self.config.head == "angle", dim=target)] * len(outputs)
+
+
+def _size_of_prediction(outputs: torch.Tensor, *, angle: bool, dim: int | None) -> torch.Tensor:
+    values = torch.rad2deg(torch.atan2(outputs[1], outputs[0]))[None] if angle else outputs  # (D,)
+    values = values if dim is None else values[dim : dim + 1]
+    return values.abs().sum()
 
 
 def _learn_target_scale(source: Source, key: str, degrees: float | None) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from visionheads.heads import DeepLabV3PlusHead, FPNHead, SegNetHead, SegNetLite
 from visionheads.metrics import confusion_metrics
 from visionheads.tasks.base import Evaluation, Task, register_task
 from visionheads.tasks.config import TaskConfig
+from visionheads.tasks.inside import Target
 
 _DICE = DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE_INDEX)  # stateless: one serves all tasks
 
@@ -155,3 +157,17 @@ class SegmentationTask(Task):
         images = [s["image"] for s in samples]
         masks = [s["mask"] for s in samples]
         return [plot_mask_grid(images, masks, self.predict(images), self._names(), out_dir / "masks.png")]
+
+    # 7. explanations: one class at a time, over the pixels predicted as that class
+    def explanation_targets(self, outputs: torch.Tensor, target: int | str | None) -> list[Target]:
+        """outputs: scores (B, K, H, W). Returns: per image, the sum of class `target`'s scores over its pixels
+        predicted as `target` (all pixels where none are)."""
+        if target is None:
+            raise ConfigError(f"segmentation explains one class at a time: pass target= one of {self._names()}")
+        index = self.class_index(target)
+        return [partial(_class_score, index=index)] * len(outputs)
+
+
+def _class_score(scores: torch.Tensor, *, index: int) -> torch.Tensor:
+    chosen = scores.argmax(dim=0) == index  # (H, W)
+    return scores[index][chosen].sum() if chosen.any() else scores[index].sum()
