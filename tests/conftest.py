@@ -29,7 +29,10 @@ from PIL import Image  # noqa: E402
 
 import visionheads as vh  # noqa: E402
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist (pyproject's addopts) each worker takes one core: two workers of two threads each on two cores
+# made tiny nets about 10x slower (the threads' barrier waits; see one_thread below).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(1 if _WORKERS > 1 else min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(autouse=True)
