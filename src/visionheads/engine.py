@@ -50,6 +50,7 @@ _QUIET_MESSAGES = (
     r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
     r".*Detected pickle protocol 4 in the checkpoint.*",  # Lightning's last.ckpt; weights_only reads it fine
     r".*when logging on epoch level in distributed setting.*",  # our epoch values are synced torchmetrics states
+    r".*overridden `on_after_batch_transfer` in `LightningModule` but have passed in a `LightningDataModule`.*",
 )
 _LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 
@@ -267,12 +268,15 @@ class RunData(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.train, self.val, self.test = train, val, test
+        for name, loader in (("train", train), ("val", val), ("test", test)):
+            if loader is None:  # undefined for Lightning (no hook), rather than defined and empty, which it warns of
+                setattr(self, f"{name}_dataloader", None)
 
     def train_dataloader(self) -> DataLoader:
         return self.train
 
-    def val_dataloader(self) -> DataLoader | list:
-        return evaluated_once(self.val) if self.val is not None else []
+    def val_dataloader(self) -> DataLoader:
+        return evaluated_once(self.val)
 
     def test_dataloader(self) -> DataLoader:
         return evaluated_once(self.test)
