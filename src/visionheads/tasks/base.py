@@ -719,7 +719,6 @@ class Task(L.LightningModule):
         image, at its size. Images are read batch by batch. `compile=True` runs the model through torch.compile
         (inductor; a string names another torch.compile backend), compiled on first use and kept by the task."""
         results: list[Any] = []
-        self.to(inference_device()).eval()
         with self.fast_inference(compile=compile), torch.inference_mode():
             for batch, sizes in self.image_batches(images, batch_size=batch_size, progress="predict"):
                 results += self.decode(self.prediction_outputs(batch), sizes)
