@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
@@ -21,11 +22,10 @@ from visionheads.tasks.inside import CAM_METHODS, cell_grid
 from visionheads.viz.inside import kernel_mosaic
 
 
-def single_object_crops(folder: Path, rng: np.random.Generator, *, level: bool = False) -> list[tuple]:
-    """(image, label, mask) of square crops of the shapes scenes in `folder`, each around one whole object alone in
-    it: twice the object's size, the object at a random place (so that a map peaking at the centre fails). The pixels
-    are the scene's own unless `level`, which shifts each crop's colours so that its median (the background) is
-    mid-grey: a levelling that needs no mask."""
+def single_object_crops(folder: Path, rng: np.random.Generator) -> list[tuple]:
+    """(image, label, mask) of square crops of the shapes scenes in `folder`, as they are, each around one whole
+    object alone in it: twice the object's size, the object at a random place (so that a map peaking at the centre
+    fails)."""
     coco = COCO(str(folder / "annotations.json"))
     crops = []
     for image_id in coco.getImgIds():
@@ -43,32 +43,43 @@ def single_object_crops(folder: Path, rng: np.random.Generator, *, level: bool =
             window = np.s_[top : top + side, left : left + side]
             if any(other[window].any() for k, other in enumerate(masks) if k != index):
                 continue  # another object in view
-            crop = pixels[window]
-            if level:  # shift the colours so that the median, the background, is mid-grey
-                shifted = crop.astype(np.float32) - np.median(crop.reshape(-1, 3), axis=0) + 128
-                crop = np.clip(shifted, 0, 255).astype(np.uint8)
-            crops.append((crop, annotation["category_id"] - 1, mask[window]))
+            crops.append((pixels[window], annotation["category_id"] - 1, mask[window]))
     return crops
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-EPOCHS = 20  # of ~380 levelled crops of shapes:train at 64 px, on one thread
+EPOCHS = 40  # of ~380 crops of shapes:train at 64 px, on one thread: about 25 s
 
 
-def narrow_body() -> Backbone:
-    """simple_cnn's layout, narrower (8, 16, 32) and a stage shorter: stride 8 at the end, so 8x8 cells at 64 px."""
+class StandardisedCNN(SimpleCNN):
+    """simple_cnn's layout after a per-image standardisation of each channel (TensorFlow's
+    `per_image_standardization`): each crop's background has its own random colour, which otherwise swamps the
+    shape (simple_cnn stays at chance on these crops). The statistics are constants to the gradient, so every cell
+    still sees only its receptive field and explain places its heatmap where the cells look."""
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        mean = images.mean(dim=(2, 3), keepdim=True).detach()  # (B, C, 1, 1)
+        spread = images.std(dim=(2, 3), keepdim=True).detach() + 1e-3
+        return super().forward((images - mean) / spread)
+
+
+def standardised_body(seed: int = 0) -> Backbone:
+    """Narrower than simple_cnn (8, 16, 32) and a stage shorter: stride 8 at the end, so 8x8 cells at 64 px."""
     widths = (8, 16, 32)
-    return Backbone(SimpleCNN(3, widths), name="narrow_cnn", channels=list(widths), strides=[2, 4, 8], in_chans=3)
+    with torch.random.fork_rng():  # its initial weights, seeded like a registry body's, the global state untouched
+        torch.manual_seed(seed)
+        body = StandardisedCNN(3, widths)
+    return Backbone(body, name="standardised_cnn", channels=list(widths), strides=[2, 4, 8], in_chans=3)
 
 
 @pytest.fixture(scope="module")
 def shape_classifier(one_thread, tmp_path_factory):
-    """A tiny CNN trained (seeded) to tell circles, squares and triangles apart on levelled one-object crops of
-    shapes:train; the levelled crops of shapes:test; seconds of training."""
+    """A tiny CNN trained (seeded) to tell circles, squares and triangles apart on one-object crops of shapes:train
+    as they are; the crops of shapes:test; seconds of training."""
     rng = np.random.default_rng(0)
-    train, test = (single_object_crops(shapes_split(split), rng, level=True) for split in ("train", "test"))
-    task = vh.Task("classification", backbone=narrow_body(), image_size=64, class_names=list(CATEGORIES), seed=0)
+    train, test = (single_object_crops(shapes_split(split), rng) for split in ("train", "test"))
+    task = vh.Task("classification", backbone=standardised_body(), image_size=64, class_names=list(CATEGORIES), seed=0)
     start = time.perf_counter()
     samples = [{"image": image, "label": label} for image, label, _ in train]
     task.fit(samples, False, epochs=EPOCHS, batch_size=32, lr=3e-3, plots=False,
@@ -76,11 +87,7 @@ def shape_classifier(one_thread, tmp_path_factory):
     return task, test, time.perf_counter() - start
 
 
-# What this tests is that explain finds what a classifier that has learnt looks at: on crops levelled to a grey
-# background, with a narrow body that learns them in seconds. The issue's own must-show (the scenes' crops as they
-# are, a registry body) is not met: simple_cnn does not learn those crops in a test's time (accuracy at chance,
-# 10 % of peaks inside; docs/explain.md).
-def test_gradcam_peaks_inside_the_object_on_levelled_crops(shape_classifier):
+def test_gradcam_peaks_inside_the_object_on_shapes_crops(shape_classifier):
     task, test, seconds = shape_classifier
     images, labels, masks = zip(*test, strict=True)
     accuracy = np.mean([result["index"] == label for result, label in zip(task.predict(images), labels, strict=True)])
@@ -90,7 +97,7 @@ def test_gradcam_peaks_inside_the_object_on_levelled_crops(shape_classifier):
     area = float(np.mean([mask.mean() for mask in masks]))  # what a peak at a random pixel would score
     print(f"\nGrad-CAM peak inside the object in {rate:.1%} of {len(test)} test crops (objects cover {area:.1%}); "
           f"accuracy {accuracy:.1%}; trained in {seconds:.1f} s")  # fmt: skip
-    assert accuracy > 0.6  # chance: 1/3
+    assert accuracy > 0.8  # chance: 1/3
     assert rate >= 0.9, f"{rate:.1%} of peaks inside the object (accuracy {accuracy:.1%})"
 
 
