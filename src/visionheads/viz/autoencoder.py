@@ -9,6 +9,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from visionheads.viz.grid import square_panels
+
 
 def _show(axis, image: np.ndarray) -> None:
     axis.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=255)
@@ -33,15 +35,9 @@ def plot_image_rows(rows: list[list[np.ndarray]], labels: list[str], path: Path)
 
 def plot_image_grid(images: list[np.ndarray], path: Path, *, title: str) -> Path:
     """HxWxC uint8 images in a square-ish grid (PNG)."""
-    columns = int(np.ceil(np.sqrt(len(images))))
-    rows = int(np.ceil(len(images) / columns))
-    figure = Figure(figsize=(1.1 * columns, 1.1 * rows + 0.4), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        if index < len(images):
-            _show(axis, images[index])
-        else:
-            axis.axis("off")
+    figure, axes = square_panels(len(images))
+    for axis, image in zip(axes, images, strict=True):
+        _show(axis, image)
     figure.suptitle(title)
     figure.savefig(path, dpi=100)
     return path

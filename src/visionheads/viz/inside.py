@@ -9,6 +9,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image
 
+from visionheads.viz.grid import square_panels
+
 GAP = 1  # pixels between tiles of a mosaic
 
 
@@ -46,14 +48,10 @@ def plot_kernels(kernels: np.ndarray, path: Path, *, title: str) -> Path:
 def plot_feature_maps(maps: np.ndarray, path: Path, *, title: str, limit: int = 64) -> Path:
     """The first `limit` of a stage's maps (C, h, w), one grey panel each on its own scale (PNG)."""
     shown = maps[:limit]
-    columns = int(np.ceil(np.sqrt(len(shown))))
-    rows = int(np.ceil(len(shown) / columns))
-    figure = Figure(figsize=(1.1 * columns, 1.1 * rows + 0.4), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        if index < len(shown):
-            axis.imshow(shown[index], cmap="gray", interpolation="nearest")
-            axis.set_title(str(index), fontsize=6)
+    figure, axes = square_panels(len(shown))
+    for index, (axis, feature_map) in enumerate(zip(axes, shown, strict=True)):
+        axis.imshow(feature_map, cmap="gray", interpolation="nearest")
+        axis.set_title(str(index), fontsize=6)
         axis.axis("off")
     figure.suptitle(title if len(maps) <= limit else f"{title}, first {limit}", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
