@@ -49,7 +49,7 @@ def single_object_crops(folder: Path, rng: np.random.Generator) -> list[tuple]:
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-EPOCHS = 40  # of ~380 crops of shapes:train at 64 px, on one thread: about 25 s
+EPOCHS = 40  # of ~380 crops of shapes:train at 64 px, on one thread: about 30 s
 
 
 class StandardisedCNN(SimpleCNN):
