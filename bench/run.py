@@ -65,10 +65,11 @@ def fit_row(repeats: int) -> Row:
     # 6 epochs (~9 s), 5 pairs at least: runs of 3 epochs moved the ratio between 0.88 and 1.04 from run to run.
     args = argparse.Namespace(backbone="simple_cnn", image_size=24, batch_size=64, epochs=6)
     fit_throughput.plain_loop(args)  # warm-up for both sides
-    images = args.epochs * (1077 // 64) * 64
+    images, pairs = args.epochs * (1077 // 64) * 64, max(repeats, 5)
     ours, base, ratio = paired(lambda: images / fit_throughput.task_fit(args),
-                               lambda: images / fit_throughput.plain_loop(args), max(repeats, 5))  # fmt: skip
-    return ("Task.fit vs plain loop (s, simple_cnn, digits, 6 epochs, 5 pairs)", ours, base, ratio, ">= 0.95")
+                               lambda: images / fit_throughput.plain_loop(args), pairs)  # fmt: skip
+    what = f"Task.fit vs plain loop (s, simple_cnn, digits, {args.epochs} epochs, {pairs} pairs)"
+    return (what, ours, base, ratio, ">= 0.95")
 
 
 # ----- predict --------------------------------------------------------------------------------------------
