@@ -105,5 +105,5 @@ def test_every_shipped_recipe_builds_its_task_and_fit_settings(recipe):
     arguments = dict(loaded["task"])
     arguments.pop("weights", None)  # downloaded or prepared files are not here; weights loading is tested apart
     task = vh.Task(arguments.pop("name"), **arguments)
-    vh.tasks.FitSettings(**loaded["fit"])  # unknown or invalid fit settings raise here
+    vh.tasks.FitSettings.from_arguments(dict(loaded["fit"]))  # as fit takes them: unknown or invalid ones raise
     assert task.name == loaded["task"]["name"] and task.config.head == loaded["task"].get("head", task.default_head)

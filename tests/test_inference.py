@@ -68,6 +68,32 @@ def test_evaluate_runs_channels_last_and_gives_the_model_back_trainable():
     assert all(p.is_contiguous() and not p.is_inference() for p in task.parameters())  # still trainable
 
 
+def test_fit_with_channels_last_trains_in_that_layout_and_gives_the_default_one_back(tmp_path):
+    task = vh.Task("classification", backbone="lenet5", image_size=16, num_classes=3, seed=0)
+    seen = []  # (training?, the batch in channels-last layout?, the first conv's weight too?)
+    conv = next(m for m in task.modules() if isinstance(m, torch.nn.Conv2d))
+    task.backbone.register_forward_pre_hook(
+        lambda module, args: seen.append(
+            (
+                task.training,
+                args[0].is_contiguous(memory_format=torch.channels_last) and not args[0].is_contiguous(),
+                conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous(),
+            )
+        )
+    )
+    rng = np.random.default_rng(0)
+    labels = np.arange(24) % 3
+    images = (rng.normal(60, 10, (24, 16, 16, 3)) + 60 * labels[:, None, None, None]).clip(0, 255).astype(np.uint8)
+    history = task.fit((images, labels), (images[:6], labels[:6]), epochs=6, batch_size=8, lr=1e-2,
+                       channels_last=True, plots=False, progress=False, project=tmp_path)  # fmt: skip
+    assert {training for training, _, _ in seen} == {True, False}  # training and validation batches were seen
+    assert all(batch and weight for _, batch, weight in seen)
+    assert history["train_loss"][-1] < 0.5 * history["train_loss"][0]
+    assert all(p.is_contiguous() and not p.is_inference() for p in task.parameters())  # the default layout again
+    with pytest.raises(vh.ConfigError, match="channels_last must be True or False"):
+        task.fit((images, labels), False, epochs=1, channels_last="yes", project=tmp_path)
+
+
 def test_workers_follow_the_cores_where_a_gpu_computes(monkeypatch):
     assert default_workers() == 0 or torch.cuda.is_available()  # on the CPU, workers would compete for its cores
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -27,7 +27,8 @@ TASK_OF = {"mask_rcnn": "detection", "vae": "autoencoder"}
 
 def _batch(task: vh.Task, data: str, count: int) -> dict[str, Any]:
     source = task.source(f"{data}[:{count}]", fitting=True)
-    return next(iter(task.data_loader(source, train=False, batch_size=count)))
+    batch = next(iter(task.data_loader(source, train=False, batch_size=count)))
+    return batch | {"image": task.model_inputs(batch["image"])}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

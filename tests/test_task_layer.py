@@ -137,3 +137,39 @@ def test_a_task_trains_under_a_trainer_the_user_brings():
     trainer.fit(task, train, val)
     assert {"train_loss", "train_loss_cross_entropy", "val_loss", "val_miou"} <= set(trainer.callback_metrics)
     assert trainer.global_step == 2 * 2
+
+
+def test_standardize_images_makes_each_images_colour_scale_and_offset_irrelevant(tmp_path):
+    x = torch.randn(4, 3, 16, 16)
+    recoloured = x * torch.tensor([2.0, 0.5, 3.0]).view(1, 3, 1, 1) + torch.tensor([1.0, -2.0, 0.3]).view(1, 3, 1, 1)
+    kept = vh.Task("classification", backbone="lenet5", image_size=16, num_classes=3, standardize_images=True).eval()
+    plain = vh.Task("classification", backbone="lenet5", image_size=16, num_classes=3).eval()
+    with torch.no_grad():
+        assert torch.allclose(kept(x), kept(recoloured), atol=1e-3)
+        assert not torch.allclose(plain(x), plain(recoloured), atol=1e-2)
+        loaded = vh.Task.load(kept.save(tmp_path / "kept.pt")).eval()
+        assert loaded.config.standardize_images and torch.allclose(loaded(recoloured), kept(x), atol=1e-3)
+    # The statistics are constants to the gradient: a pixel's gradient comes through its own receptive field only.
+    image = x[:1].clone().requires_grad_(True)
+    kept.backbone(image)[0][0, :, 0, 0].sum().backward()  # the first stage's top-left cell
+    reached = image.grad.abs().sum(dim=(0, 1)) > 0
+    assert reached[0, 0] and not reached[8:, 8:].any()
+    with pytest.raises(vh.ConfigError, match="standardize_images must be True or False"):
+        vh.Task("classification", backbone="lenet5", num_classes=3, standardize_images="yes")
+
+
+def test_pipelines_give_uint8_and_model_inputs_normalises_batches_as_albumentations_would():
+    import albumentations as A
+
+    task = vh.Task("classification", backbone="lenet5", image_size=16, num_classes=3,
+                   mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))  # fmt: skip
+    images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    pipeline = task.eval_transform()
+    batch = torch.stack([pipeline(image=image)["image"] for image in images])
+    assert batch.dtype == torch.uint8 and batch.shape == (4, 3, 16, 16)
+    normalise = A.Normalize(mean=task.config.mean, std=task.config.std)
+    expected = torch.stack([torch.from_numpy(normalise(image=image)["image"]).permute(2, 0, 1) for image in images])
+    inputs = task.model_inputs(batch)
+    assert inputs.dtype == torch.float32 and torch.allclose(inputs, expected, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(task.model_inputs(list(batch)), expected, strict=True))
+    assert task.model_inputs(expected) is expected  # float images are taken as normalised already

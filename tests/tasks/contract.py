@@ -29,6 +29,8 @@ def check_training_step(task: vh.Task, samples: list[dict[str, Any]]) -> dict[st
     batch = task.collate(
         [task.to_tensors(pipeline, {"index": i, **sample}, f"samples[{i}]") for i, sample in enumerate(samples)]
     )
+    assert all(image.dtype == torch.uint8 for image in batch["image"])  # the pipelines give uint8 images
+    batch["image"] = task.model_inputs(batch["image"])  # what on_after_batch_transfer does in a fit
     task.train()
     task.zero_grad(set_to_none=True)
     losses = task.training_losses(batch)

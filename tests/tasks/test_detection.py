@@ -136,7 +136,8 @@ def test_every_backbone_trains_a_step_with_faster_rcnn(backbone, bodies):
 def _batch(task: vh.Task, samples: list[dict]) -> dict:
     task.train()
     pipeline = task.eval_transform()
-    return task.collate([task.to_tensors(pipeline, {"index": i, **s}, f"samples[{i}]") for i, s in enumerate(samples)])
+    batch = task.collate([task.to_tensors(pipeline, {"index": i, **s}, f"samples[{i}]") for i, s in enumerate(samples)])
+    return batch | {"image": task.model_inputs(batch["image"])}
 
 
 def test_mask_rcnn_trains_a_step_and_predicts_masks_at_the_image_size():

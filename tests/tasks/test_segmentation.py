@@ -94,6 +94,30 @@ def test_segnet_unpools_each_value_exactly_at_the_encoders_argmax(bodies):
     assert torch.allclose(features[-1], torch.nn.functional.max_pool2d(features[-2], 2))  # pool 5: the deepest map
 
 
+def test_segnet_decodes_from_fewer_pools_when_asked_and_the_deeper_layers_neither_run_nor_train(monkeypatch):
+    body = vh.create_backbone("vgg11_bn")  # its own: the task freezes part of it
+    task = vh.Task("segmentation", backbone=body, head="segnet", num_classes=3, image_size=32, unpools=3)
+    assert len(task.head.stages) == 3 and task.head.stages[0][-1][0].in_channels == body.channels[2]
+    unpooled, ran = [], []  # the sizes max_unpool2d restored; the body's convolutions that ran
+    unpool = torch.nn.functional.max_unpool2d
+    monkeypatch.setattr(
+        torch.nn.functional, "max_unpool2d", lambda *a, **k: unpooled.append(k["output_size"][-1]) or unpool(*a, **k)
+    )
+    convs = [m for m in body.modules() if isinstance(m, torch.nn.Conv2d)]  # vgg11: 1, 1, 2, 2, 2 per block
+    for conv in convs:
+        conv.register_forward_hook(lambda module, args, out: ran.append(module))
+    check_training_step(task, _mask_samples(2, size=32))  # every trainable parameter gets a gradient
+    assert unpooled[:3] == [8, 16, 32] and len(set(map(id, ran))) == 6  # pools 3, 2, 1; blocks 1-4 ran, not 5
+    deepest = [p for conv in convs[6:] for p in conv.parameters()]
+    assert not any(p.requires_grad for p in deepest)
+    task.set_body_frozen(True)
+    task.set_body_frozen(False)  # finetune's unfreezing leaves them frozen
+    assert not any(p.requires_grad for p in deepest) and all(p.requires_grad for p in convs[0].parameters())
+    for wrong in (0, 6, 2.5):
+        with pytest.raises(vh.ConfigError, match=rf"unpools={wrong}, but this body has 5 pools; use 1..5"):
+            vh.Task("segmentation", backbone=body, head="segnet", num_classes=3, unpools=wrong)
+
+
 def test_segnet_on_a_body_without_pooling_indices_names_those_that_have_them():
     with pytest.raises(vh.ConfigError, match=r"'simple_cnn' cannot hand over.*'vgg11_bn' or 'vgg16_bn'.*segnet_lite"):
         vh.Task("segmentation", backbone="simple_cnn", head="segnet", num_classes=2)

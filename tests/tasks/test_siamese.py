@@ -45,7 +45,8 @@ def test_the_other_losses_train_a_step(loss):
 
 def _batch(task, samples):
     pipeline = task.eval_transform()
-    return task.collate([task.to_tensors(pipeline, {"index": i, **s}, f"s[{i}]") for i, s in enumerate(samples)])
+    batch = task.collate([task.to_tensors(pipeline, {"index": i, **s}, f"s[{i}]") for i, s in enumerate(samples)])
+    return batch | {"image": task.model_inputs(batch["image"])}
 
 
 def test_losses_are_zero_when_classes_are_apart_and_positive_when_they_mix():

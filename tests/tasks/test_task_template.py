@@ -59,7 +59,7 @@ class CountTask(Task):
         return self.eval_transform()
 
     def eval_transform(self) -> Any:
-        return eval_pipeline(self.config.image_size, self.config.mean, self.config.std)
+        return eval_pipeline(self.config.image_size)
 
     def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, Any]:
         labels = torch.as_tensor(np.asarray(sample["labels"], dtype=np.int64))

@@ -54,9 +54,10 @@ def _stride(layer: nn.Module) -> int:
 
 
 def forward_with_pool_indices(
-    body: nn.ModuleDict, images: torch.Tensor
+    body: nn.ModuleDict, images: torch.Tensor, maps: int | None = None
 ) -> tuple[list[torch.Tensor], list[PoolIndices]]:
-    """The body's stage maps (fine to coarse), and each max pool's indices, shallow to deep."""
+    """The body's stage maps (fine to coarse), and each max pool's indices, shallow to deep; with `maps`, only the
+    first `maps` stage maps (and the pools before them): the layers after those do not run."""
     features, pools, x = [], [], images
     for name, layer in body.items():
         if isinstance(layer, nn.MaxPool2d):
@@ -67,4 +68,16 @@ def forward_with_pool_indices(
             x = layer(x)
         if name in body.return_layers:
             features.append(x)
+            if len(features) == maps:
+                break
     return features, pools
+
+
+def layers_after(body: nn.ModuleDict, maps: int) -> list[nn.Module]:
+    """The layers of `body` that run only after its first `maps` stage maps are made."""
+    layers, seen = list(body.items()), 0
+    for index, (name, _) in enumerate(layers):
+        seen += name in body.return_layers
+        if seen == maps:
+            return [layer for _, layer in layers[index + 1 :]]
+    return []

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from visionheads._registry import Registry
-from visionheads.backbones.pooling import PoolIndices, forward_with_pool_indices, hands_pool_indices
+from visionheads.backbones.pooling import PoolIndices, forward_with_pool_indices, hands_pool_indices, layers_after
 from visionheads.backbones.weights import NEUTRAL_MEAN, NEUTRAL_STD, WeightsInfo
 from visionheads.errors import ConfigError
 
@@ -42,6 +42,7 @@ class Backbone(nn.Module):
         self.min_input_size = min_input_size
         self.input_size = weights.input_size if weights else input_size  # the default image side for tasks
         self.weights = weights
+        self.standardize_images = False  # a task's config sets it (TaskConfig.standardize_images)
         self._check_contract()
 
     @property
@@ -49,11 +50,18 @@ class Backbone(nn.Module):
         """Whether the body downsamples only by 2x2 max pools and can hand their indices to a head (SegNet)."""
         return hands_pool_indices(self.body, self.channels)
 
-    def forward_with_pool_indices(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[PoolIndices]]:
-        """As forward, plus each max pool's indices (shallow to deep); ConfigError for bodies that cannot."""
+    def forward_with_pool_indices(
+        self, images: torch.Tensor, maps: int | None = None
+    ) -> tuple[list[torch.Tensor], list[PoolIndices]]:
+        """As forward, plus each max pool's indices (shallow to deep); ConfigError for bodies that cannot. With
+        `maps`, the first `maps` stage maps only, and the layers after them do not run."""
         if not self.hands_pool_indices:
             raise ConfigError(f"backbone {self.name!r} does not downsample by max pooling only: no indices to hand")
-        return forward_with_pool_indices(self.body, images)
+        return forward_with_pool_indices(self.body, self._standardized(images), maps)
+
+    def parameters_after(self, maps: int) -> list[nn.Parameter]:
+        """The parameters of the layers that make no part of the first `maps` stage maps (pool-indexed bodies)."""
+        return [p for layer in layers_after(self.body, maps) for p in layer.parameters()]
 
     def record_weights(self, info: WeightsInfo) -> None:
         """Say where the body's weights came from, and so which input mean, std and size suit them."""
@@ -72,7 +80,16 @@ class Backbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """images: float, shape (B, in_chans, H, W). Returns: one (B, C_i, H/s_i, W/s_i) map per stage."""
-        return list(self.body(images))
+        return list(self.body(self._standardized(images)))
+
+    def _standardized(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.standardize_images:
+            return images
+        # The statistics are constants to the gradient, so each output cell still depends on its receptive field
+        # only: explain's heatmaps stay where the cells look, and the cost is the same as a BatchNorm's.
+        mean = images.mean(dim=(2, 3), keepdim=True).detach()  # (B, C, 1, 1)
+        spread = images.std(dim=(2, 3), keepdim=True).detach() + 1e-3
+        return (images - mean) / spread
 
     def _check_contract(self) -> None:
         # A dry run at build time catches a wrong channel/stride declaration before any training starts.

@@ -54,10 +54,8 @@ def checked_boxes(boxes: Any, labels: Any, size: tuple[int, int], where: str, nu
     return clipped.astype(np.float32), labels.astype(np.int64)
 
 
-def box_pipeline(
-    mean: tuple[float, ...], std: tuple[float, ...], *, train: bool, flips: bool = True, seed: int | None = None
-) -> A.Compose:
-    """Normalise to a CxHxW tensor; in training also flip, scale, crop and colour jitter, with the boxes moving.
+def box_pipeline(*, train: bool, flips: bool = True, seed: int | None = None) -> A.Compose:
+    """To a CxHxW uint8 tensor; in training also flip, scale, crop and colour jitter, with the boxes moving.
 
     A crop drops a box of which less than 40 % stays in view, and keeps (clipped) the rest; `indices` tells which
     boxes (and so which instance masks) are kept. The detector resizes itself (min_size/max_size).
@@ -71,7 +69,7 @@ def box_pipeline(
             A.RandomCropFromBorders(crop_left=0.2, crop_right=0.2, crop_top=0.2, crop_bottom=0.2, p=0.3),
             A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
         ]
-    steps += [A.Normalize(mean=mean, std=std), ToTensorV2()]
+    steps.append(ToTensorV2())
     if not train:
         return A.Compose(steps)  # nothing moves: boxes and masks stay as they are
     params = A.BboxParams(format="pascal_voc", label_fields=list(BOX_FIELDS), min_visibility=0.4, clip=True)

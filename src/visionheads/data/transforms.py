@@ -1,4 +1,8 @@
-"""Default albumentations pipelines; targets (masks, boxes) move with the image."""
+"""Default albumentations pipelines; targets (masks, boxes) move with the image.
+
+They end in a CxHxW uint8 tensor: the task normalises whole batches on the device (`Task.model_inputs`), which
+costs less than normalising each image on the CPU, and copies a quarter of the bytes to a GPU.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,13 @@ import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
 
-def eval_pipeline(image_size: int, mean: tuple[float, ...], std: tuple[float, ...], **compose_kwargs) -> A.Compose:
-    """Resize to image_size x image_size, normalise, to a CxHxW float tensor."""
-    return A.Compose(
-        [A.Resize(image_size, image_size), A.Normalize(mean=mean, std=std), ToTensorV2()], **compose_kwargs
-    )
+def eval_pipeline(image_size: int, **compose_kwargs) -> A.Compose:
+    """Resize to image_size x image_size, to a CxHxW uint8 tensor."""
+    return A.Compose([A.Resize(image_size, image_size), ToTensorV2()], **compose_kwargs)
 
 
 def train_pipeline(
-    image_size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    *,
-    flips: bool,
-    seed: int | None = None,
-    fill_mask: int = 0,
-    **compose_kwargs,
+    image_size: int, *, flips: bool, seed: int | None = None, fill_mask: int = 0, **compose_kwargs
 ) -> A.Compose:
     """Mild geometric and photometric jitter; horizontal flips only where a mirror keeps the meaning.
 
@@ -33,13 +28,11 @@ def train_pipeline(
     ]
     if flips:
         steps.append(A.HorizontalFlip(p=0.5))
-    steps += [A.RandomBrightnessContrast(0.15, 0.15, p=0.3), A.Normalize(mean=mean, std=std), ToTensorV2()]
+    steps += [A.RandomBrightnessContrast(0.15, 0.15, p=0.3), ToTensorV2()]
     return A.Compose(steps, seed=seed, **compose_kwargs)
 
 
-def photometric_pipeline(
-    image_size: int, mean: tuple[float, ...], std: tuple[float, ...], *, seed: int | None = None, **compose_kwargs
-) -> A.Compose:
-    """Resize, brightness/contrast jitter, normalise: no geometric change, for targets that geometry defines."""
-    steps = [A.Resize(image_size, image_size), A.RandomBrightnessContrast(0.15, 0.15, p=0.3)]
-    return A.Compose([*steps, A.Normalize(mean=mean, std=std), ToTensorV2()], seed=seed, **compose_kwargs)
+def photometric_pipeline(image_size: int, *, seed: int | None = None, **compose_kwargs) -> A.Compose:
+    """Resize, brightness/contrast jitter: no geometric change, for targets that geometry defines."""
+    steps = [A.Resize(image_size, image_size), A.RandomBrightnessContrast(0.15, 0.15, p=0.3), ToTensorV2()]
+    return A.Compose(steps, seed=seed, **compose_kwargs)

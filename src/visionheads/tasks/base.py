@@ -98,13 +98,23 @@ class HeadOnBody(nn.Module):
             )
         self.body = body
         self.head = head
+        # A head may read fewer stage maps than the body makes (SegNet's `unpools`): the deeper layers do not run,
+        # and their parameters train not at all (held frozen, so that DDP finds no parameter without a gradient).
+        self.maps_read: int | None = getattr(head, "maps_read", None)
+        self.freeze_unread()
+
+    def freeze_unread(self) -> None:
+        """Hold frozen the body's layers past the maps the head reads (none for most heads)."""
+        if self.maps_read is not None:
+            for parameter in self.body.parameters_after(self.maps_read):
+                parameter.requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> Any:
         """images: float normalised, shape (B, in_chans, H, W). Returns: the head's outputs."""
         if self.head is None:
             raise ConfigError("the task has no head yet: pass num_classes (or class_names) or call fit() first")
         if self.unpools:
-            return self.head(*self.body.forward_with_pool_indices(images))
+            return self.head(*self.body.forward_with_pool_indices(images, self.maps_read))
         return self.head(self.body(images))
 
 
@@ -198,6 +208,7 @@ class Task(L.LightningModule):
                 self.config_type, task=self.name, heads=self.heads, default_head=self.default_head,
                 body=body, weights=weights, arguments=arguments,
             )  # fmt: skip
+            body.standardize_images = self._config.standardize_images
             self.model: nn.Module = (
                 self.build_model(body) if self.head_outputs() is not None else HeadOnBody(body, None)
             )
@@ -241,6 +252,7 @@ class Task(L.LightningModule):
             self._config = dataclasses.replace(self._config, **changes)
         except TypeError as error:
             raise ConfigError(f"task {self.name!r}: {error}") from error
+        self.backbone.standardize_images = self._config.standardize_images
         if self.head_outputs() is not None and self.head_outputs() != outputs:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self._config.seed)
@@ -285,6 +297,20 @@ class Task(L.LightningModule):
     def forward(self, images: torch.Tensor) -> Any:
         """images: float normalised, shape (B, in_chans, H, W). Returns: the model's outputs."""
         return self.model(images)
+
+    def model_inputs(self, images: Any) -> Any:
+        """What the pipelines give, to what the model takes: uint8 images (B, C, H, W), or a list of (C, H, W) of
+        several sizes, as float32 normalised with the config's mean and std, on their own device. Float images are
+        taken as already normalised and pass unchanged (a task whose pipeline normalises itself)."""
+        if isinstance(images, list):
+            return [self.model_inputs(image[None])[0] for image in images]
+        if not torch.is_tensor(images) or images.dtype != torch.uint8:
+            return images
+        config = self._config
+        shape = (1, -1, 1, 1)
+        scale = torch.tensor([1.0 / (255.0 * s) for s in config.std], device=images.device).view(shape)
+        shift = torch.tensor([-m / s for m, s in zip(config.mean, config.std, strict=True)], device=images.device)
+        return images.float().mul_(scale).add_(shift.view(shape))  # (x / 255 - mean) / std; in place: a third faster
 
     # ----- 2. data (hooks) ---------------------------------------------------------------------------
     def sample_keys(self) -> tuple[str, ...]:
@@ -564,6 +590,8 @@ class Task(L.LightningModule):
         """Freeze (or unfreeze) the backbone: no gradients, BatchNorm in eval mode."""
         self._body_frozen = frozen
         self.backbone.requires_grad_(not frozen)
+        if isinstance(self.model, HeadOnBody):
+            self.model.freeze_unread()
         self.train(self.training)
 
     # ----- data --------------------------------------------------------------------------------------
@@ -647,7 +675,8 @@ class Task(L.LightningModule):
         with torch.no_grad():  # not inference_mode: the cached tensors are inputs of training steps later
             batches = self.data_loader(source, train=False, batch_size=batch_size, num_workers=0)
             for batch in tqdm(batches, desc=f"features of {source.description}", disable=not sys.stderr.isatty()):
-                features.append(self.head.pooled(self.backbone(batch["image"].to(device))).float().cpu())
+                images = self.model_inputs(batch["image"].to(device))
+                features.append(self.head.pooled(self.backbone(images)).float().cpu())
                 targets.append({key: value for key, value in batch.items() if key != "image"})
         tensors = {FEATURES: torch.cat(features)} | {key: torch.cat([t[key] for t in targets]) for key in targets[0]}
         return make_loader(
@@ -743,6 +772,16 @@ class Task(L.LightningModule):
             self._modules["model"] = model
             _set_layout(model, torch.contiguous_format)
 
+    def on_fit_start(self) -> None:
+        """fit(channels_last=True) trains in channels-last layout (measured to help some bodies, not all)."""
+        if self.plan.channels_last:
+            _set_layout(self.model, torch.channels_last)
+
+    def on_fit_end(self) -> None:
+        """Back to the default layout after a channels-last fit."""
+        if self.plan.channels_last:
+            _set_layout(self.model, torch.contiguous_format)
+
     def on_test_start(self) -> None:
         """evaluate() runs the model in channels-last layout, as predict does."""
         _set_layout(self.model, torch.channels_last)
@@ -752,8 +791,14 @@ class Task(L.LightningModule):
         _set_layout(self.model, torch.contiguous_format)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """In evaluate(), image batches in channels-last layout, as the model."""
-        if self.trainer.testing and isinstance(batch, dict) and torch.is_tensor(batch.get("image")):
+        """Images normalised on the device (`model_inputs`); in evaluate() (and a channels-last fit) in channels-last
+        layout, as the model."""
+        if not isinstance(batch, dict) or "image" not in batch:
+            return batch
+        batch["image"] = self.model_inputs(batch["image"])
+        trainer = self.trainer
+        in_layout = trainer.testing or (self.plan.channels_last and trainer.state.fn == "fit")
+        if in_layout and torch.is_tensor(batch["image"]):
             batch["image"] = _channels_last(batch["image"])
         return batch
 
@@ -779,6 +824,7 @@ class Task(L.LightningModule):
             arrays = self.image_arrays(items[start : start + batch_size], first=start)
             batch = self.collate([{"image": pipeline(image=array)["image"]} for array in arrays])
             batch = {key: _to_device(value, device) for key, value in batch.items()}
+            batch["image"] = self.model_inputs(batch["image"])
             yield batch, [array.shape[:2] for array in arrays]
 
     def image_arrays(self, images: Any, *, first: int = 0) -> list[np.ndarray]:

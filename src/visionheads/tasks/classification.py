@@ -76,10 +76,10 @@ class ClassificationTask(Task):
     def train_transform(self, source: Source) -> Any:
         hflip = self.config.hflip
         flips = source.flips_ok if hflip is None else bool(hflip)
-        return train_pipeline(self.config.image_size, self.config.mean, self.config.std, flips=flips)
+        return train_pipeline(self.config.image_size, flips=flips)
 
     def eval_transform(self) -> Any:
-        return eval_pipeline(self.config.image_size, self.config.mean, self.config.std)
+        return eval_pipeline(self.config.image_size)
 
     def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, torch.Tensor]:
         label = sample["label"]

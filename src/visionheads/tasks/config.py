@@ -33,10 +33,15 @@ class TaskConfig:
     seed: int = 0
     mean: tuple[float, ...] | None = None  # None means what the backbone's weights expect
     std: tuple[float, ...] | None = None
+    # Each image's channels to mean 0 and std 1 in front of the body (TensorFlow's per_image_standardization), for
+    # data whose colours or lighting vary from image to image more than what tells the classes apart.
+    standardize_images: bool = False
     pretrained: str | None = None  # where the body's starting weights came from (a tag or a file): a record only
     head_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.standardize_images, bool):
+            raise ConfigError(f"standardize_images must be True or False, got {self.standardize_images!r}")
         if self.num_classes is not None:
             whole_number("num_classes", self.num_classes)
         if self.class_names is not None:  # class names fix the number of classes

@@ -163,10 +163,10 @@ class DetectionTask(Task):
         if not self.config.augment:
             return self.eval_transform()
         flips = source.flips_ok if self.config.hflip is None else bool(self.config.hflip)
-        return box_pipeline(self.config.mean, self.config.std, train=True, flips=flips)
+        return box_pipeline(train=True, flips=flips)
 
     def eval_transform(self) -> Any:
-        return box_pipeline(self.config.mean, self.config.std, train=False)
+        return box_pipeline(train=False)
 
     def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, Any]:
         image = sample["image"]

@@ -51,6 +51,7 @@ class TrainingPlan:
     freeze_epochs: int = 0  # finetune: epochs with the body frozen before it trains at body_lr_scale * lr
     body_lr_scale: float = FINETUNE_BODY_LR_SCALE
     schedule: str = "onecycle"  # onecycle | cosine | constant, stepped every batch
+    channels_last: bool = False  # train (and validate) with the model and images in channels-last layout
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class FitSettings:
     plots: bool = True
     progress: bool | None = None  # a progress bar (default: when stderr is a terminal), else one line per epoch
     resume: str | Path | None = None  # the run folder (or last.ckpt) of an interrupted fit to continue
+    # Channels-last layout while training: faster for some bodies and sizes, slower for others (measure it;
+    # docs/segmentation.md has SegNet's numbers). evaluate and predict always use it.
+    channels_last: bool = False
     checkpoint_every: float = 10.0  # seconds of training between two saves of last.ckpt (0: after every epoch)
     callbacks: tuple[L.Callback, ...] = ()
     trainer: dict[str, Any] = field(default_factory=dict)  # further lightning.Trainer arguments
@@ -87,6 +91,8 @@ class FitSettings:
             whole_number(name, getattr(self, name))
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise ConfigError(f"lr must be a number > 0, got {self.lr!r}")
+        if not isinstance(self.channels_last, bool):
+            raise ConfigError(f"channels_last must be True or False, got {self.channels_last!r}")
         if not isinstance(self.checkpoint_every, (int, float)) or self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be a number of seconds >= 0, got {self.checkpoint_every!r}")
 
@@ -161,7 +167,8 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
         strategy = "finetune" if task.config.pretrained else "scratch"
     freeze_epochs = max(1, settings.epochs // 5) if strategy == "finetune" and settings.epochs > 1 else 0
     task.plan = TrainingPlan(lr=settings.lr, weight_decay=settings.weight_decay, strategy=strategy,
-                             freeze_epochs=freeze_epochs, schedule=settings.schedule)  # fmt: skip
+                             freeze_epochs=freeze_epochs, schedule=settings.schedule,
+                             channels_last=settings.channels_last)  # fmt: skip
     if strategy == "features":
         loaders = [task.feature_loader(s, train=s is train_source, batch_size=settings.batch_size)
                    for s in (train_source, val_source) if s is not None]  # fmt: skip

@@ -99,10 +99,10 @@ class RegressionTask(Task):
         # what the angle is read from (measured on MNIST: 9.4° -> 7.8° RMSE after 12 epochs without them).
         if not self.config.jitter:
             return self.eval_transform()
-        return photometric_pipeline(self.config.image_size, self.config.mean, self.config.std)
+        return photometric_pipeline(self.config.image_size)
 
     def eval_transform(self) -> Any:
-        return eval_pipeline(self.config.image_size, self.config.mean, self.config.std)
+        return eval_pipeline(self.config.image_size)
 
     def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, torch.Tensor]:
         key = self.config.target_key

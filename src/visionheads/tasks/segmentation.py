@@ -96,10 +96,10 @@ class SegmentationTask(Task):
         flips = source.flips_ok if hflip is None else bool(hflip)
         # Pixels that a shift or rotation brings in from outside the image carry no label: ignore them.
         config = self.config
-        return train_pipeline(config.image_size, config.mean, config.std, flips=flips, fill_mask=IGNORE_INDEX)
+        return train_pipeline(config.image_size, flips=flips, fill_mask=IGNORE_INDEX)
 
     def eval_transform(self) -> Any:
-        return eval_pipeline(self.config.image_size, self.config.mean, self.config.std)
+        return eval_pipeline(self.config.image_size)
 
     def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, torch.Tensor]:
         mask = np.asarray(sample["mask"])

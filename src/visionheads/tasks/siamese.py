@@ -102,10 +102,10 @@ class SiameseTask(Task):
         config = self.config
         if not config.augment:
             return self.eval_transform()
-        return train_pipeline(config.image_size, config.mean, config.std, flips=source.flips_ok)
+        return train_pipeline(config.image_size, flips=source.flips_ok)
 
     def eval_transform(self) -> Any:
-        return eval_pipeline(self.config.image_size, self.config.mean, self.config.std)
+        return eval_pipeline(self.config.image_size)
 
     def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, torch.Tensor]:
         label = sample["label"]
