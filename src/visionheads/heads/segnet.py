@@ -36,7 +36,7 @@ class SegNetHead(nn.Module):
     `channels`, e.g. VGG's [64, 128, 256, 512, 512, 512]). The paper repeats each encoder stage's conv count
     (2 or 3 for VGG16); `convs` sets one count for every stage. `unpools` (default: one per pool) decodes from
     the map that pool `unpools + 1` reads, through the first `unpools` pools only: on small images VGG's 5th
-    pool leaves 2x2 cells, too coarse to place a shape (docs/segmentation.md measures 4 against 5).
+    pool leaves 2x2 cells, too coarse to place a shape (docs/segmentation.md measures 3, 4 and 5 at 64 px).
     """
 
     needs_pool_indices = True  # HeadOnBody runs the body with forward_with_pool_indices for this head
