@@ -175,3 +175,18 @@ def test_resume_into_a_different_model_is_a_config_error():
     other = vh.Task("classification", backbone="simple_cnn", in_chans=1, image_size=16)
     with pytest.raises(vh.ConfigError, match="the run's task differs from this one \\(backbone: 'lenet5' in the run"):
         other.fit(**FIT, resume=run)
+
+
+def test_a_run_saved_before_a_config_field_existed_still_resumes(tmp_path):
+    with pytest.raises(RuntimeError, match="power cut"):
+        _task().fit(**FIT, callbacks=[PowerCut(epoch=2)], project=tmp_path)
+    (run,) = (tmp_path / "classification").iterdir()
+    saved = torch.load(run / "last.ckpt", weights_only=True)
+    del saved["hyper_parameters"]["standardize_images"]  # as a checkpoint from before the field was added
+    torch.save(saved, run / "last.ckpt")
+    history = _task().fit(**FIT, resume=run, project=tmp_path)  # the field at its default matches the old run
+    assert [row["epoch"] for row in history.rows] == [1, 2, 3, 4]
+    with pytest.raises(vh.ConfigError, match="standardize_images: False in the run, True now"):
+        vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16, standardize_images=True).fit(
+            **FIT, resume=run, project=tmp_path
+        )

@@ -178,7 +178,9 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
                    for s in (train_source, val_source) if s is not None]  # fmt: skip
     data = {"train": train_source.description, "val": val_source.description if val_source else None}
     if checkpoint is not None:  # before anything in its folder is touched
-        check_resumable(task.name, task.config.arguments(), task.state_dict(), checkpoint, settings.record() | data)
+        defaults = {f.name: f.default for f in dataclasses.fields(task.config) if f.default is not dataclasses.MISSING}
+        check_resumable(task.name, task.config.arguments(), task.state_dict(), checkpoint, settings.record() | data,
+                        defaults)  # fmt: skip
     first = not launched_as_another_process()  # under DDP, only the first process makes and fills the run folder
     if checkpoint is not None:
         run_dir = checkpoint.parent

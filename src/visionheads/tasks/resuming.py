@@ -36,17 +36,20 @@ def check_resumable(
     state_dict: dict[str, torch.Tensor],
     checkpoint: Path,
     settings: dict[str, Any],
+    defaults: dict[str, Any] | None = None,
 ) -> None:
     """ConfigError, before anything is written, unless `checkpoint` holds a fit of this very task and plan.
 
-    `arguments` and `state_dict` are the task's; `settings` are this fit's (FitSettings.record() plus its data).
+    `arguments` and `state_dict` are the task's; `settings` are this fit's (FitSettings.record() plus its data);
+    `defaults` are the config fields' defaults, which stand for fields a run older than them does not record.
     """
     saved = read_task_file(checkpoint)  # a truncated or foreign file is a one-line ConfigError here
     if saved.task != task_name:
         raise ConfigError(f"{checkpoint}: a {saved.task} checkpoint, given to a {task_name} fit; resume it as a "
                           f"{saved.task} task")  # fmt: skip
-    changed = [f"{key}: {saved.arguments.get(key)!r} in the run, {value!r} now"
-               for key, value in arguments.items() if saved.arguments.get(key) != value]  # fmt: skip
+    recorded = (defaults or {}) | saved.arguments
+    changed = [f"{key}: {recorded.get(key)!r} in the run, {value!r} now"
+               for key, value in arguments.items() if recorded.get(key) != value]  # fmt: skip
     if changed:
         raise ConfigError(f"{checkpoint}: the run's task differs from this one ({_first(changed)}); resume with "
                           "the task the run was started with (its config.yaml)")  # fmt: skip
