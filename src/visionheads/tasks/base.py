@@ -40,7 +40,7 @@ from torchmetrics import MeanMetric, Metric, MetricCollection
 from tqdm.auto import tqdm
 
 from visionheads._registry import Registry
-from visionheads.backbones import POOL_INDEXED_BACKBONES, Backbone, create_backbone
+from visionheads.backbones import Backbone, create_backbone
 from visionheads.data.catalog import Source
 from visionheads.data.images import as_image_list, read_image
 from visionheads.data.pipeline import EpochClock, TensorSamples, TransformedDataset, make_loader
@@ -62,6 +62,7 @@ from visionheads.tasks.config import HeadBuilder, TaskConfig, head_option_defaul
 from visionheads.tasks.fitting import FitSettings, TrainingPlan, run_fit
 from visionheads.tasks.history import History
 from visionheads.tasks.inside import Target, cam_type, class_activation_maps, first_conv, stage_index
+from visionheads.tasks.model import HeadOnBody
 
 FEATURES = "features"  # the batch key of cached body features (strategy="features")
 _TASKS: Registry[type[Task]] = Registry("task", "list_tasks() shows all")
@@ -81,41 +82,6 @@ def task_class(name: str) -> type[Task]:
 def list_tasks() -> list[str]:
     """Names of all tasks."""
     return _TASKS.names()
-
-
-class HeadOnBody(nn.Module):
-    """The model of most tasks: a head on the body's stage maps (`head(body(images))`)."""
-
-    def __init__(self, body: Backbone, head: nn.Module | None) -> None:
-        super().__init__()
-        self.unpools = bool(getattr(head, "needs_pool_indices", False))  # SegNet: the head takes pooling indices
-        if self.unpools and not body.hands_pool_indices:
-            raise ConfigError(
-                f"head {type(head).__name__} unpools with the encoder's max-pooling indices, which backbone "
-                f"{body.name!r} cannot hand over (it does not downsample by 2x2 max pools only); use backbone "
-                f"{' or '.join(repr(name) for name in POOL_INDEXED_BACKBONES)}, or head="
-                f"{getattr(head, 'without_indices', 'another head')!r}, which needs no indices"
-            )
-        self.body = body
-        self.head = head
-        # A head may read fewer stage maps than the body makes (SegNet's `unpools`): the deeper layers do not run,
-        # and their parameters train not at all (held frozen, so that DDP finds no parameter without a gradient).
-        self.maps_read: int | None = getattr(head, "maps_read", None)
-        self.freeze_unread()
-
-    def freeze_unread(self) -> None:
-        """Hold frozen the body's layers past the maps the head reads (none for most heads)."""
-        if self.maps_read is not None:
-            for parameter in self.body.parameters_after(self.maps_read):
-                parameter.requires_grad_(False)
-
-    def forward(self, images: torch.Tensor) -> Any:
-        """images: float normalised, shape (B, in_chans, H, W). Returns: the head's outputs."""
-        if self.head is None:
-            raise ConfigError("the task has no head yet: pass num_classes (or class_names) or call fit() first")
-        if self.unpools:
-            return self.head(*self.body.forward_with_pool_indices(images, self.maps_read))
-        return self.head(self.body(images))
 
 
 @dataclass

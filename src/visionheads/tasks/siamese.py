@@ -21,9 +21,10 @@ from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError, DataError, one_of
 from visionheads.heads.embedding import EmbeddingHead
 from visionheads.metrics.similarity import EmbeddingMetrics
-from visionheads.tasks.base import FEATURES, Evaluation, HeadOnBody, Task, register_task
+from visionheads.tasks.base import FEATURES, Evaluation, Task, register_task
 from visionheads.tasks.config import TaskConfig
 from visionheads.tasks.history import History
+from visionheads.tasks.model import HeadOnBody
 
 LOSSES = ("norm_softmax", "triplet", "contrastive")
 MINING = ("hard", "all")
