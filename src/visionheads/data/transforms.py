@@ -1,7 +1,7 @@
 """Default albumentations pipelines; targets (masks, boxes) move with the image.
 
-They end in a CxHxW uint8 tensor: the task normalises whole batches on the device (`Task.model_inputs`), which
-costs less than normalising each image on the CPU, and copies a quarter of the bytes to a GPU.
+They end in a CxHxW uint8 tensor: the task normalises whole batches on the device (`Task.model_inputs`), so a GPU
+gets a quarter of the bytes and normalises them itself (on a CPU it costs what per-image normalising did).
 """
 
 from __future__ import annotations

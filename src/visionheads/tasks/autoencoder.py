@@ -100,16 +100,13 @@ class AutoencoderTask(Task):
 
     def pixels(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised images (B, C, H, W) back to pixels in [0, 1]."""
-        mean, std = self._normalisation(images.device)
+        mean, std = self.input_statistics(images.device)
         return (images.float() * std + mean).clamp(0.0, 1.0)
 
     def normalised(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] (B, C, H, W) to the model's input."""
-        mean, std = self._normalisation(pixels.device)
+        mean, std = self.input_statistics(pixels.device)
         return (pixels - mean) / std
-
-    def _normalisation(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        return tuple(torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (self.config.mean, self.config.std))
 
     def corrupted(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pixels with the denoising head's noise: gaussian (σ), salt-and-pepper or masking (a share of pixels)."""

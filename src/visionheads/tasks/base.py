@@ -273,10 +273,15 @@ class Task(L.LightningModule):
         if not torch.is_tensor(images) or images.dtype != torch.uint8:
             return images
         config = self._config
-        shape = (1, -1, 1, 1)
-        scale = torch.tensor([1.0 / (255.0 * s) for s in config.std], device=images.device).view(shape)
-        shift = torch.tensor([-m / s for m, s in zip(config.mean, config.std, strict=True)], device=images.device)
-        return images.float().mul_(scale).add_(shift.view(shape))  # (x / 255 - mean) / std; in place: a third faster
+        # Scale and shift worked out in double precision and rounded once to float32, not from float32 mean and std.
+        scale = [1.0 / (255.0 * s) for s in config.std]
+        shift = [-m / s for m, s in zip(config.mean, config.std, strict=True)]
+        scale, shift = (torch.tensor(v, device=images.device).view(1, -1, 1, 1) for v in (scale, shift))
+        return images.float().mul_(scale).add_(shift)  # (x / 255 - mean) / std; in place: a third faster
+
+    def input_statistics(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The config's mean and std, each (1, C, 1, 1) on `device`: pixels in [0, 1] to model inputs and back."""
+        return tuple(torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (self.config.mean, self.config.std))
 
     # ----- 2. data (hooks) ---------------------------------------------------------------------------
     def sample_keys(self) -> tuple[str, ...]:
@@ -431,8 +436,7 @@ class Task(L.LightningModule):
         # refuses: what the loss saves for backward is made outside it; the metrics' states are updated inside it.
         with torch.inference_mode(False):
             batch = {key: value.clone() if torch.is_tensor(value) else value for key, value in batch.items()}
-            shape = (1, -1, 1, 1)
-            mean, std = (torch.tensor(v, device=self.device).view(shape) for v in (self.config.mean, self.config.std))
+            mean, std = self.input_statistics(self.device)
             pixels = batch["image"].float() * std + mean  # (B, C, H, W) in [0, 1]
 
         def loss_of(images: torch.Tensor) -> torch.Tensor:

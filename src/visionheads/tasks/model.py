@@ -16,8 +16,8 @@ class HeadOnBody(nn.Module):
 
     def __init__(self, body: Backbone, head: nn.Module | None) -> None:
         super().__init__()
-        self.unpools = bool(getattr(head, "needs_pool_indices", False))  # SegNet: the head takes pooling indices
-        if self.unpools and not body.hands_pool_indices:
+        self.needs_pool_indices = bool(getattr(head, "needs_pool_indices", False))  # SegNet's head takes them
+        if self.needs_pool_indices and not body.hands_pool_indices:
             raise ConfigError(
                 f"head {type(head).__name__} unpools with the encoder's max-pooling indices, which backbone "
                 f"{body.name!r} cannot hand over (it does not downsample by 2x2 max pools only); use backbone "
@@ -41,6 +41,6 @@ class HeadOnBody(nn.Module):
         """images: float normalised, shape (B, in_chans, H, W). Returns: the head's outputs."""
         if self.head is None:
             raise ConfigError("the task has no head yet: pass num_classes (or class_names) or call fit() first")
-        if self.unpools:
+        if self.needs_pool_indices:
             return self.head(*self.body.forward_with_pool_indices(images, self.maps_read))
         return self.head(self.body(images))
