@@ -27,7 +27,7 @@ import torch
 
 import visionheads as vh
 from visionheads.recipes import load_recipe, parse_overrides
-from visionheads.tasks.attacks import DEFAULT_EPS, attack_key
+from visionheads.runtime.attacks import DEFAULT_EPS, attack_key
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = {"digits": "classification_digits.yaml", "flowers12": "classification_flowers12.yaml"}

@@ -15,6 +15,7 @@ import json
 import sys
 
 import lightning as L
+import torch.distributed as dist
 
 import visionheads as vh
 from ddp_metrics import cases
@@ -42,10 +43,10 @@ def main(project: str, out: str) -> None:
     cut = first.fit(**FIT, **DDP, project=project, name="ddp", callbacks=[StopAfter(2)])
     task = vh.Task("classification", **TASK)
     history = task.fit(**FIT, **DDP, project=project, resume=cut.run_dir)
-    world_size = task.trainer.world_size
+    world_size = dist.get_world_size()  # the fit's process group, which Lightning keeps for the evaluations
     metrics = {name: case.evaluate(data, accelerator="cpu", devices=2, distributed="ddp", batch_size=8)
                for name, case, data in cases()}  # fmt: skip
-    if task.global_rank == 0:
+    if dist.get_rank() == 0:
         record = {"cut_epochs": [row["epoch"] for row in cut.rows], "rows": history.rows,
                   "run_dir": str(history.run_dir), "world_size": world_size, "metrics": metrics}  # fmt: skip
         with open(out, "w") as file:

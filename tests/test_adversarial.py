@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import visionheads as vh
-from visionheads.tasks.attacks import AttackSettings, fgsm, pgd
+from visionheads.runtime.attacks import AttackSettings, fgsm, pgd
 
 TEST = "digits:test[:120]"
 

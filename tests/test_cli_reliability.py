@@ -53,15 +53,16 @@ def test_lazy_attributes_are_the_real_objects():
     from visionheads.tasks import Task, task_class
 
     assert vh.Task is Task and vh.task_class is task_class
-    assert vh.tasks.FitSettings is vh.tasks.fitting.FitSettings  # submodules load on demand too
-    assert vh.list_heads("classification") == ["linear", "mlp"]
+    assert vh.tasks.FitSettings is vh.runtime.fitting.FitSettings  # submodules load on demand too
+    assert vh.list_heads("classification") == {"classification": ["linear", "mlp"]}
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         _ = vh.nonsense
 
 
 def test_the_static_names_equal_the_registries():
     tasks = _built_in(vh.list_tasks(), lambda name: vh.task_class(name).__module__)
-    assert {task: vh.list_heads(task) for task in tasks} == {k: list(v) for k, v in _names.TASK_HEADS.items()}
+    heads = vh.list_heads()
+    assert {task: heads[task] for task in tasks} == {k: list(v) for k, v in _names.TASK_HEADS.items()}
     assert list(_names.TASK_HEADS) == tasks  # sorted, as list prints them
     assert _built_in(vh.list_backbones(), lambda n: registered_entry(n).build.__module__) == list(_names.BACKBONES)
     datasets = vh.data.list_datasets()

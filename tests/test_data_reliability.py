@@ -27,6 +27,7 @@ from visionheads.data.images import MAX_PIXELS_VARIABLE, check_image_file, read_
 from visionheads.data.masks import MaskFolders
 from visionheads.data.samples import ArraySamples, as_image, require_keys
 from visionheads.data.sources import resolve_source
+from visionheads.runtime.inference import image_arrays
 
 OURS = (vh.DataError, vh.ConfigError)
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -226,7 +227,7 @@ def test_what_a_coco_subset_leaves_out_is_counted_and_fit_prints_it_once_per_rea
     assert Source(ArraySamples(np.zeros((2, 4, 4, 3), np.uint8)), "arrays").left_out == {}
 
     # fit says it on stderr, one line per reason, for the train and the val data, before it trains.
-    monkeypatch.setattr("visionheads.tasks.fitting.new_run_dir", _stop)
+    monkeypatch.setattr("visionheads.runtime.fitting.new_run_dir", _stop)
     task = vh.Task("segmentation", backbone="lenet5", image_size=32)
     train, val = {"coco": str(path), "categories": ["cat"]}, {"coco": str(path), "categories": ["cat"], "max_images": 1}
     with pytest.raises(_Stopped):
@@ -480,7 +481,7 @@ def tasks():
 def test_random_arrays_as_images_or_data_give_valid_samples_or_a_data_error(tasks, images, labels, channels):
     task = tasks[channels]
     try:
-        checked = task.image_arrays(images)
+        checked = image_arrays(images, task.config.in_chans)
     except OURS:
         pass
     else:

@@ -19,7 +19,7 @@ from visionheads.backbones import backbone_entry
 from visionheads.cli import _parser, main
 from visionheads.data.catalog import is_builtin, parse_coco_spec
 from visionheads.recipes import load_recipe, parse_overrides
-from visionheads.tasks.fitting import STRATEGIES
+from visionheads.runtime.fitting import STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -12,7 +12,8 @@ from PIL import Image
 
 import visionheads as vh
 from visionheads.engine import default_workers
-from visionheads.tasks import base
+from visionheads.runtime import inference
+from visionheads.runtime.inference import image_batches
 
 
 def _task() -> vh.Task:
@@ -35,9 +36,9 @@ def test_a_folder_is_read_one_batch_at_a_time_and_predicted_as_its_arrays(tmp_pa
     task = _task()
     read = []
     monkeypatch.setattr(
-        base, "read_image", lambda path, channels: read.append(path) or np.asarray(Image.open(path))[..., None]
+        inference, "read_image", lambda path, channels: read.append(path) or np.asarray(Image.open(path))[..., None]
     )
-    batches = task.image_batches(tmp_path, batch_size=4)
+    batches = image_batches(task, tmp_path, batch_size=4)
     first, _ = next(batches)
     assert len(first["image"]) == 4 and len(read) == 4  # the other six are not read yet
     from_files = task.predict(tmp_path, batch_size=4)
@@ -49,9 +50,9 @@ def test_compiled_prediction_equals_eager_and_the_compiled_model_is_kept(tmp_pat
     eager = _probabilities(task.predict(images, batch_size=8))
     compiled = _probabilities(task.predict(images, batch_size=8, compile=True))
     np.testing.assert_allclose(compiled, eager, atol=1e-5)
-    kept = task.__dict__["_compiled_model"]
+    (model, kept) = inference._COMPILED[task]["inductor"]
     task.predict(images[:8], compile=True)
-    assert task.__dict__["_compiled_model"] is kept  # compiled once per task
+    assert inference._COMPILED[task]["inductor"][1] is kept and model is task.model  # compiled once per task
     # Afterwards the task is as before: the same state_dict keys, the default layout that training keeps.
     assert all(not key.startswith("model._orig_mod") for key in task.state_dict())
     assert task.backbone(torch.zeros(1, 1, 16, 16))[0].is_contiguous()
@@ -75,7 +76,7 @@ def test_fit_with_channels_last_trains_in_that_layout_and_gives_the_default_one_
     task.backbone.register_forward_pre_hook(
         lambda module, args: seen.append(
             (
-                task.training,
+                task.model.training,
                 args[0].is_contiguous(memory_format=torch.channels_last) and not args[0].is_contiguous(),
                 conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous(),
             )

@@ -18,7 +18,7 @@ from visionheads.backbones import Backbone
 from visionheads.backbones.small import SimpleCNN
 from visionheads.cli import main
 from visionheads.data.shapes import CATEGORIES, IMAGE_SIZE, shapes_split
-from visionheads.tasks.inside import CAM_METHODS, cell_grid
+from visionheads.runtime.explain import CAM_METHODS, cell_grid
 from visionheads.viz.inside import kernel_mosaic
 
 

@@ -12,13 +12,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "visionheads"
 
 # layer -> the visionheads layers it must not import
 FORBIDDEN = {
-    "backbones": {"heads", "tasks", "data", "engine", "cli", "recipes", "metrics", "viz"},
-    "heads": {"tasks", "data", "engine", "cli", "recipes"},
-    "data": {"backbones", "heads", "tasks", "engine", "cli", "recipes"},
-    "metrics": {"backbones", "heads", "tasks", "engine", "cli", "recipes"},
-    "viz": {"backbones", "heads", "tasks", "engine", "cli", "recipes"},
-    "engine": {"tasks", "cli", "recipes", "heads", "backbones", "data"},
-    "tasks": {"cli", "recipes"},
+    "backbones": {"heads", "tasks", "runtime", "data", "engine", "cli", "recipes", "metrics", "viz"},
+    "heads": {"tasks", "runtime", "data", "engine", "cli", "recipes"},
+    "data": {"backbones", "heads", "tasks", "runtime", "engine", "cli", "recipes"},
+    "metrics": {"backbones", "heads", "tasks", "runtime", "engine", "cli", "recipes"},
+    "viz": {"backbones", "heads", "tasks", "runtime", "engine", "cli", "recipes"},
+    "engine": {"tasks", "runtime", "cli", "recipes", "heads", "backbones", "data"},
+    # The runtime runs tasks through its RunnableTask protocol: it knows no task, head or body by name.
+    "runtime": {"tasks", "heads", "backbones", "cli", "recipes", "comparing"},
+    "tasks": {"cli", "recipes", "comparing"},
     "recipes": {"cli"},
 }
 

@@ -37,7 +37,7 @@ def test_every_loss_term_is_float32_and_finite_under_bf16_autocast(case):
     task = vh.Task(TASK_OF.get(case, case), **options).train()
     batch = _batch(task, data, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = task.training_losses(batch)
+        losses = task.training_losses(batch, 0)
         first = batch["image"][0].unsqueeze(0)  # detection batches are lists of images
         assert task.backbone(first)[-1].dtype == torch.bfloat16  # the model does run in bf16 here
     for name, value in losses.items():
@@ -45,9 +45,18 @@ def test_every_loss_term_is_float32_and_finite_under_bf16_autocast(case):
 
 
 def test_a_bf16_mixed_fit_learns(tmp_path):
+    import lightning as L
+
+    used = []
+
+    class Precision(L.Callback):
+        def on_train_start(self, trainer, module):
+            used.append(trainer.precision)
+
     task = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16)
     history = task.fit("digits:train[:384]", False, epochs=4, batch_size=32, lr=3e-3, precision="bf16-mixed",
-                       accelerator="cpu", project=tmp_path, plots=False, progress=False)  # fmt: skip
-    assert task.trainer.precision == "bf16-mixed"
+                       accelerator="cpu", project=tmp_path, plots=False, progress=False,
+                       callbacks=[Precision()])  # fmt: skip
+    assert used == ["bf16-mixed"]
     assert history.rows[-1]["train_loss"] < 0.8 * history.rows[0]["train_loss"]
     assert task.evaluate("digits:test")["accuracy"] > 0.3  # 10 classes: chance is 0.1

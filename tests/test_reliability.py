@@ -199,7 +199,7 @@ def _poison_the_weights(trainer):  # as an overflow in the previous step would l
 def test_a_loss_that_turns_nan_stops_the_fit_naming_epoch_and_batch_and_keeps_the_last_good_checkpoint(tmp_path):
     import torch
 
-    from visionheads.tasks.checkpoint import read_task_file
+    from visionheads.runtime.checkpoint import read_task_file
 
     task = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16)
     with pytest.raises(vh.TrainingError, match=r"loss became (nan|inf) at epoch 2, batch 1; .*Lower lr"):
@@ -229,8 +229,8 @@ def test_ctrl_c_and_sigterm_exit_130_and_143_with_the_resume_state_saved(signal_
     import os
     import signal
 
-    from visionheads.tasks import fitting
-    from visionheads.tasks.checkpoint import read_task_file
+    from visionheads.runtime import fitting
+    from visionheads.runtime.checkpoint import read_task_file
 
     def send(trainer):
         os.kill(os.getpid(), getattr(signal, signal_name))
@@ -256,7 +256,7 @@ def test_ctrl_c_and_sigterm_exit_130_and_143_with_the_resume_state_saved(signal_
 def test_every_number_of_steps_gives_a_one_cycle_schedule_that_runs_to_its_end():
     import torch
 
-    from visionheads.tasks.base import one_cycle_warmup
+    from visionheads.runtime.module import one_cycle_warmup
 
     for steps in range(1, 60):  # 5 steps (160 images, batch 32, 1 epoch) divided by zero inside OneCycleLR
         optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
@@ -277,13 +277,13 @@ def test_a_fit_of_exactly_five_steps_trains():
 
 def test_a_checkpoint_given_another_tasks_data_says_so_in_those_words(tmp_path, capsys):
     checkpoint = vh.Task("segmentation", backbone="simple_cnn", image_size=32).save(tmp_path / "seg.pt")
-    with pytest.raises(vh.DataError, match="a segmentation checkpoint given classification data"):
+    with pytest.raises(vh.DataError, match="a segmentation task given classification data"):
         vh.Task.load(checkpoint).evaluate("digits:test")
-    with pytest.raises(vh.DataError, match="a classification task given segmentation data"):
+    with pytest.raises(vh.DataError, match="a classification task given detection or segmentation data"):
         vh.Task("classification", backbone="lenet5", image_size=16).fit("shapes", epochs=1)
     assert main(["evaluate", str(checkpoint), "digits:test"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "segmentation checkpoint given classification data" in err
+    assert len(err.splitlines()) == 1 and "segmentation task given classification data" in err
 
 
 def test_a_weights_file_of_python_objects_is_one_line_without_torchs_advice_to_unpickle_it(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import visionheads as vh
-from visionheads.tasks.checkpoint import read_task_file
+from visionheads.runtime.checkpoint import read_task_file
 
 FIT = {"train": "digits:train[:256]", "val": "digits:val[:64]", "epochs": 4, "batch_size": 32, "lr": 3e-3}
 FIT |= {"plots": False, "progress": False, "checkpoint_every": 0}  # every epoch's state saved, whatever its length
@@ -97,14 +97,12 @@ def test_fit_keeps_the_best_epoch_and_the_files_hold_the_epochs_they_claim():
 
 
 def test_every_checkpoint_of_a_run_loads_with_task_load_and_with_lightning(tmp_path):
-    from visionheads.tasks.classification import ClassificationTask
-
     task = _task()
     history = task.fit(**FIT | {"epochs": 1})
     images = np.zeros((3, 16, 16), dtype=np.uint8)
     expected = np.stack([r["probs"] for r in task.predict(images)])
     for path in (history.run_dir / "last.ckpt", history.run_dir / "best.pt", task.save(tmp_path / "model.pt")):
-        for loaded in (vh.Task.load(path), ClassificationTask.load_from_checkpoint(path, weights_only=True)):
+        for loaded in (vh.Task.load(path), vh.TaskModule.load_from_checkpoint(path).task):
             assert loaded.config == task.config
             np.testing.assert_allclose(np.stack([r["probs"] for r in loaded.predict(images)]), expected, atol=1e-6)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import visionheads as vh
-from visionheads.tasks.checkpoint import read_task_file
+from visionheads.runtime.checkpoint import read_task_file
 
 
 def _segmenter() -> vh.Task:
@@ -25,7 +25,7 @@ def test_the_config_rebuilds_the_task_and_is_what_checkpoints_hold(tmp_path):
         config.num_classes = 4  # type: ignore[misc]
     rebuilt = vh.Task("segmentation", **config.arguments())
     assert rebuilt.config == config
-    assert dict(task.hparams) == {"name": "segmentation", **config.arguments()}
+    assert dict(task.lightning_module().hparams) == {"name": "segmentation", **config.arguments()}
     saved = read_task_file(task.save(tmp_path / "seg.pt"))
     assert saved.task == "segmentation" and saved.arguments == config.arguments() and saved.version == 2
 
@@ -60,14 +60,12 @@ def test_a_newer_checkpoint_or_another_task_is_refused_clearly(tmp_path):
 
 def test_parameter_groups_hold_the_body_then_everything_else_once():
     task = _segmenter()
-    task.plan = dataclasses.replace(task.plan, strategy="finetune")
-    body, rest = task.parameter_groups()
+    body, rest = vh.TaskModule(task, vh.TrainingPlan(strategy="finetune")).parameter_groups()
     assert {id(p) for p in body["params"]} == {id(p) for p in task.backbone.parameters()}
     grouped = [id(p) for group in (body, rest) for p in group["params"]]
     assert len(grouped) == len(set(grouped)) == len(list(task.parameters()))  # each parameter in exactly one group
     assert body["lr"] == pytest.approx(0.1 * rest["lr"])
-    task.plan = dataclasses.replace(task.plan, strategy="freeze")
-    (head,) = task.parameter_groups()
+    (head,) = vh.TaskModule(task, vh.TrainingPlan(strategy="freeze")).parameter_groups()
     assert {id(p) for p in head["params"]} == {id(p) for p in task.head.parameters()}
 
 
@@ -126,17 +124,32 @@ def test_building_a_task_leaves_the_global_random_state_alone():
     )
 
 
-def test_a_task_trains_under_a_trainer_the_user_brings():
+def test_a_task_trains_under_a_trainer_the_user_brings_and_its_checkpoint_loads_back(tmp_path):
     import lightning as L
 
     task = vh.Task("segmentation", backbone="lenet5", num_classes=4, image_size=32)
     train = task.data_loader("shapes[:16]", train=True, batch_size=8)
     val = task.data_loader("shapes:val[:8]", train=False, batch_size=8)
+    module = task.lightning_module(lr=3e-3)
+    assert isinstance(module, L.LightningModule) and module.model is task.model  # it trains the task's own model
+    before = {key: value.clone() for key, value in task.state_dict().items()}
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    trainer.fit(task, train, val)
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(module, train, val)
     assert {"train_loss", "train_loss_cross_entropy", "val_loss", "val_miou"} <= set(trainer.callback_metrics)
     assert trainer.global_step == 2 * 2
+    assert any(not torch.equal(before[key], value) for key, value in task.state_dict().items())  # the task learnt
+    trainer.save_checkpoint(tmp_path / "mine.ckpt")
+    images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    expected = task.predict(images)
+    for loaded in (
+        vh.Task.load(tmp_path / "mine.ckpt"),
+        vh.TaskModule.load_from_checkpoint(tmp_path / "mine.ckpt").task,
+    ):
+        assert loaded.config == task.config
+        assert all(np.array_equal(a, b) for a, b in zip(loaded.predict(images), expected, strict=True))
+    with pytest.raises(vh.ConfigError, match="lightning_module has no argument 'learning_rate'"):
+        task.lightning_module(learning_rate=1e-3)
 
 
 def test_standardize_images_makes_each_images_colour_scale_and_offset_irrelevant(tmp_path):

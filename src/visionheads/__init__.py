@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from visionheads import backbones, data
     from visionheads.backbones import create_backbone, list_backbones
     from visionheads.recipes import run_recipe
-    from visionheads.tasks import Evaluation, History, Task, list_tasks
+    from visionheads.tasks import Evaluation, History, Task, TaskModule, TrainingPlan, list_tasks
 
 __version__ = "0.1.0"
 
@@ -27,6 +27,8 @@ _LAZY = {
     "Evaluation": "visionheads.tasks",
     "History": "visionheads.tasks",
     "Task": "visionheads.tasks",
+    "TaskModule": "visionheads.tasks",
+    "TrainingPlan": "visionheads.tasks",
     "list_tasks": "visionheads.tasks",
     "task_class": "visionheads.tasks",
 }
@@ -53,13 +55,12 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def list_heads(task: str | None = None) -> dict[str, list[str]] | list[str]:
-    """Head names of `task`, or of every task as a dict when no task is named."""
+def list_heads(task: str | None = None) -> dict[str, list[str]]:
+    """Head names per task: of every task, or of `task` alone (`list_heads("segmentation")["segmentation"]`)."""
     from visionheads.tasks import list_tasks, task_class
 
-    if task is not None:
-        return sorted(task_class(task).heads)
-    return {name: sorted(task_class(name).heads) for name in list_tasks()}
+    names = list_tasks() if task is None else [task_class(task).name]
+    return {name: sorted(task_class(name).heads) for name in names}
 
 
 __all__ = [
@@ -68,7 +69,9 @@ __all__ = [
     "Evaluation",
     "History",
     "Task",
+    "TaskModule",
     "TrainingError",
+    "TrainingPlan",
     "VisionHeadsError",
     "__version__",
     "backbones",

@@ -196,11 +196,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     task = vh.Task.load(args.checkpoint)
     data = _with_images(args.data, args.images) if args.images else args.data
     options: dict[str, Any] = {"batch_size": args.batch_size}
-    if task.name == "detection":
+    if task.results_format is not None:
         options["results"] = args.results or "detections.json"
     echo(format_metrics(task.evaluate(data, **options), title=f"metrics on {args.data}"))
-    if task.name == "detection":
-        echo(f"detections (COCO results JSON): {options['results']}")
+    if task.results_format is not None:
+        echo(f"results ({task.results_format}): {options['results']}")
     return 0
 
 
@@ -236,6 +236,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     import visionheads as vh
+    from visionheads.runtime.inference import image_arrays
     from visionheads.viz.inside import save_overlay
 
     task = vh.Task.load(args.checkpoint)
@@ -243,7 +244,7 @@ def _explain(args: argparse.Namespace) -> int:
     heatmaps = task.explain(args.images, method=args.method, target=target, stage=args.stage)
     out = Path(args.out)
     for image, stem, array, heatmap in zip(
-        args.images, _output_stems(args.images), task.image_arrays(args.images), heatmaps, strict=True
+        args.images, _output_stems(args.images), image_arrays(args.images, task.config.in_chans), heatmaps, strict=True
     ):
         echo(f"{image}: {save_overlay(array, heatmap, out / f'{stem}_{args.method}.png')}")
     return 0
@@ -274,7 +275,7 @@ def _compare(task: Any, images: list[str]) -> int:
     if len(images) != 2:
         print("visionheads: error: a siamese task compares two images: predict CKPT a.png b.png", file=sys.stderr)
         return 2
-    (result,) = task.predict([(images[0], images[1])])
+    (result,) = task.verify([(images[0], images[1])])
     verdict = "same" if result["same"] else "different"
     echo(f"{images[0]} vs {images[1]}: similarity {result['score']:.4f} -> {verdict}")
     return 0
@@ -282,14 +283,16 @@ def _compare(task: Any, images: list[str]) -> int:
 
 def _write_detections(task: Any, images: list[str], stems: list[str], results: list[dict], out: Path) -> int:
     from visionheads.metrics.coco import results_list
-    from visionheads.tasks.detection import write_results
+    from visionheads.runtime.inference import image_arrays
+    from visionheads.tasks.detection import write_coco_results
     from visionheads.viz.detection import draw_detections
 
     for image_id, (image, stem, result) in enumerate(zip(images, stems, results, strict=True), start=1):
         shown = ", ".join(f"{n} {s:.2f}" for n, s in zip(result["labels"], result["scores"], strict=True) if s >= 0.5)
-        picture = draw_detections(task.image_arrays([image])[0], result, out / f"{stem}_detections.png")
+        array = image_arrays([image], task.config.in_chans)[0]
+        picture = draw_detections(array, result, out / f"{stem}_detections.png")
         echo(f"{image} (image_id {image_id}): {len(result['boxes'])} detection(s); {shown or 'none'} >= 0.5; {picture}")
-    path = write_results(results_list(range(1, len(results) + 1), results), out / "detections.json")
+    path = write_coco_results(results_list(range(1, len(results) + 1), results), out / "detections.json")
     echo(f"detections (COCO results JSON, image ids in the order given): {path}")
     return 0
 

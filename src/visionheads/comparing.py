@@ -22,8 +22,9 @@ from torch.utils.data import Subset
 from visionheads.data.catalog import Source
 from visionheads.errors import ConfigError
 from visionheads.recipes import load_recipe
+from visionheads.runtime.fitting import FitSettings, training_plan
+from visionheads.runtime.module import STRATEGIES, TaskModule
 from visionheads.tasks import Task
-from visionheads.tasks.fitting import STRATEGIES
 
 HELD_OUT = 0.2
 
@@ -44,9 +45,9 @@ def compare_strategies(
     recipe: str | Path, strategies: list[str], overrides: dict[str, Any] | None = None
 ) -> tuple[list[StrategyRun], str]:
     """Fit `recipe` once per strategy; returns the runs and what their metrics were measured on."""
-    unknown = [name for name in strategies if name not in STRATEGIES or name == "auto"]
+    unknown = [name for name in strategies if name not in STRATEGIES]
     if unknown or not strategies:
-        raise ConfigError(f"strategy={','.join(strategies)}: use some of {STRATEGIES[1:]}, e.g. scratch,finetune")
+        raise ConfigError(f"strategy={','.join(strategies)}: use some of {STRATEGIES}, e.g. scratch,finetune")
     runs, held_out, measured_on = [], None, ""
     for strategy in strategies:
         loaded = copy.deepcopy(load_recipe(recipe, {**(overrides or {}), "fit.strategy": strategy}))
@@ -61,9 +62,11 @@ def compare_strategies(
             train, val = held_out
         print(f"compare: strategy={strategy}", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        history = task.fit(train, val, **fit | {"name": fit.get("name") or f"compare-{strategy}"})
+        settings = fit | {"name": fit.get("name") or f"compare-{strategy}"}
+        history = task.fit(train, val, **settings)
         seconds = time.perf_counter() - start
-        trainable = sum(p.numel() for group in task.parameter_groups() for p in group["params"])
+        plan = training_plan(FitSettings.from_arguments(settings), pretrained=task.config.pretrained is not None)
+        trainable = sum(p.numel() for group in TaskModule(task, plan).parameter_groups() for p in group["params"])
         test = data.get("test")
         if test is not None:
             metrics, measured_on = task.evaluate(test), f"test data ({test})"

@@ -33,7 +33,7 @@ def check_training_step(task: vh.Task, samples: list[dict[str, Any]]) -> dict[st
     batch["image"] = task.model_inputs(batch["image"])  # what on_after_batch_transfer does in a fit
     task.train()
     task.zero_grad(set_to_none=True)
-    losses = task.training_losses(batch)
+    losses = task.training_losses(batch, 0)
     total = torch.stack(list(losses.values())).sum()
     assert torch.isfinite(total), f"loss terms {losses}"
     total.backward()
@@ -46,7 +46,7 @@ def check_training_step(task: vh.Task, samples: list[dict[str, Any]]) -> dict[st
     task.zero_grad(set_to_none=True)
 
     task.eval()
-    metrics = task.new_metrics()
+    metrics = task.new_metrics(None)  # no source: the metrics judge the batches
     with torch.no_grad():
         outputs = task.evaluation_outputs(batch)
         task.update_metrics(metrics, outputs, batch)

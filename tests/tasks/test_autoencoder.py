@@ -62,7 +62,7 @@ def test_denoising_and_vae_heads_train_a_step(head):
     values = check_training_step(task, [{"image": image} for image in noise_images(2, 32)])
     extra = {"denoising": {"psnr_noisy"}, "vae": {"elbo"}}[head]
     assert {"mse", "psnr", "ssim"} | extra == set(values)
-    losses = task.training_losses({"image": torch.randn(2, 3, 32, 32)})
+    losses = task.training_losses({"image": torch.randn(2, 3, 32, 32)}, 0)
     assert set(losses) == ({"reconstruction", "kl"} if head == "vae" else {"reconstruction"})
 
 
@@ -135,7 +135,7 @@ def test_denoising_raises_psnr_of_noisy_inputs():
 def test_every_noise_corrupts_the_share_asked(noise):
     task = vh.Task("autoencoder", backbone="lenet5", head="denoising", noise=noise, noise_level=0.3)
     clean = torch.full((4, 3, 32, 32), 0.5)
-    changed = (task.corrupted(clean, torch.Generator().manual_seed(0)) != clean).float().mean()
+    changed = (task.corrupted(clean, list(range(len(clean)))) != clean).float().mean()
     assert changed == pytest.approx(0.3, abs=0.02)
 
 

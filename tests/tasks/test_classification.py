@@ -45,7 +45,7 @@ def test_fit_learns_digits_well_above_chance():
 def test_top5_accuracy_is_its_own_after_a_first_batch_without_errors():
     # torchmetrics' compute groups once merged top-5's state with macro-F1's when a first batch had no top-1 error
     task = vh.Task("classification", backbone="simple_cnn", num_classes=10, image_size=32)
-    metrics = task.new_metrics()
+    metrics = task.new_metrics(None)
     labels = torch.arange(10)
     task.update_metrics(metrics, 5 * torch.eye(10), {"label": labels})  # all right
     second = torch.zeros(10, 10)

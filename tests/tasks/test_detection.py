@@ -128,7 +128,7 @@ def test_every_backbone_trains_a_step_with_faster_rcnn(backbone, bodies):
     task = vh.Task("detection", backbone=body, num_classes=3, min_size=size, max_size=size, **TINY)
     values = check_training_step(task, _square_scenes(2, size))
     assert set(STAT_NAMES) <= set(values)
-    assert set(task.training_losses(_batch(task, _square_scenes(2, size)))) == {
+    assert set(task.training_losses(_batch(task, _square_scenes(2, size)), 0)) == {
         "objectness", "rpn_box_reg", "classifier", "box_reg"
     }  # fmt: skip
 
@@ -144,7 +144,7 @@ def test_mask_rcnn_trains_a_step_and_predicts_masks_at_the_image_size():
     task = vh.Task("detection", backbone="simple_cnn", head="mask_rcnn", num_classes=3, min_size=64, **TINY)
     values = check_training_step(task, _square_scenes(2, 64))
     assert {"AP", "segm_AP", "segm_AP50"} <= set(values)
-    assert "mask" in task.training_losses(_batch(task, _square_scenes(2, 64)))
+    assert "mask" in task.training_losses(_batch(task, _square_scenes(2, 64)), 0)
     image = np.random.default_rng(0).integers(0, 255, (48, 80, 3), dtype=np.uint8)
     (found,) = task.predict([image])
     assert found["masks"].shape[1:] == (48, 80) and found["masks"].dtype == bool
@@ -423,7 +423,7 @@ def test_training_augmentation_moves_boxes_and_masks_together_and_drops_both():
 
 def test_the_fastest_installed_coco_backend_is_the_default_and_a_missing_one_is_a_config_error(monkeypatch):
     assert coco_backend() == "hotcoco"  # all three are installed with the dev extra; hotcoco is the fastest
-    assert vh.Task("detection", backbone="lenet5", num_classes=2, **TINY).new_metrics().backend == "hotcoco"
+    assert vh.Task("detection", backbone="lenet5", num_classes=2, **TINY).new_metrics(None).backend == "hotcoco"
     with pytest.raises(vh.ConfigError, match="coco_backend='cocoapi'; use 'auto' or one of"):
         vh.Task("detection", backbone="lenet5", num_classes=2, coco_backend="cocoapi")
     monkeypatch.setattr("visionheads.metrics.coco._installed", lambda name: name == "pycocotools")

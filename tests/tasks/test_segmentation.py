@@ -47,7 +47,7 @@ def test_metrics_read_off_the_confusion_matrix():
 
 def test_metrics_skip_ignored_pixels():
     task = vh.Task("segmentation", backbone="lenet5", num_classes=2)
-    metrics = task.new_metrics()
+    metrics = task.new_metrics(None)
     scores = torch.tensor([[[[5.0, 5.0]], [[0.0, 0.0]]]])  # predicts class 0 for both pixels
     task.update_metrics(metrics, scores, {"mask": torch.tensor([[[0, IGNORE_INDEX]]])})
     assert task.metric_values(metrics.compute())["pixel_accuracy"] == 1.0
@@ -110,8 +110,8 @@ def test_segnet_decodes_from_fewer_pools_when_asked_and_the_deeper_layers_neithe
     assert unpooled[:3] == [8, 16, 32] and len(set(map(id, ran))) == 6  # pools 3, 2, 1; blocks 1-4 ran, not 5
     deepest = [p for conv in convs[6:] for p in conv.parameters()]
     assert not any(p.requires_grad for p in deepest)
-    task.set_body_frozen(True)
-    task.set_body_frozen(False)  # finetune's unfreezing leaves them frozen
+    task.model.set_body_trainable(False)
+    task.model.set_body_trainable(True)  # finetune's unfreezing leaves them frozen
     assert not any(p.requires_grad for p in deepest) and all(p.requires_grad for p in convs[0].parameters())
     for wrong in (0, 6, 2.5):
         with pytest.raises(vh.ConfigError, match=rf"unpools={wrong}, but this body has 5 pools; use 1..5"):

@@ -40,7 +40,7 @@ def test_the_other_losses_train_a_step(loss):
     task = vh.Task("siamese", backbone="lenet5", image_size=32, loss=loss, class_names=["a", "b"])
     samples = [{"image": image, "label": i % 2} for i, image in enumerate(noise_images(4, 32))]
     check_training_step(task, samples)
-    assert set(task.training_losses(_batch(task, samples))) == {loss}
+    assert set(task.training_losses(_batch(task, samples), 0)) == {loss}
 
 
 def _batch(task, samples):
@@ -129,7 +129,7 @@ def test_pairs_similarity_identify_and_save_load(seen_digits_task, tmp_path):
     test = digits("test")
     images, labels = [test[i]["image"] for i in range(240)], labels_of(test)[:240]
     pairs, same = balanced_pairs(labels, 40, seed=0)
-    answers = task.predict([(images[a], images[b]) for a, b in pairs])
+    answers = task.verify([(images[a], images[b]) for a, b in pairs])
     assert np.mean([answer["same"] == truth for answer, truth in zip(answers, same, strict=True)]) > 0.8
     scores = task.similarity([images[a] for a, _ in pairs], [images[b] for _, b in pairs])
     assert scores[same].mean() > scores[~same].mean() + 0.3

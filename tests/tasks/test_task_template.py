@@ -85,7 +85,7 @@ class CountTask(Task):
         return torch.stack([torch.bincount(t["labels"], minlength=self.num_classes) for t in batch["targets"]]).float()
 
     # 4. metrics
-    def new_metrics(self) -> MetricCollection:
+    def new_metrics(self, source: Source | None) -> MetricCollection:
         return MetricCollection(
             {"presence_accuracy": MultilabelAccuracy(self.num_classes), "count_mae": MeanAbsoluteError()}
         )

@@ -45,8 +45,11 @@ def timm_weights_info(model_name: str) -> WeightsInfo | None:
     )
 
 
-def build_timm_backbone(model_name: str, *, in_chans: int, tag: str | None, min_size: int = 32) -> Backbone:
-    """A timm model as a Backbone, with timm's pretrained weights for a tag (local files: see create_backbone)."""
+def build_timm_backbone(
+    model_name: str, *, in_chans: int, tag: str | None, min_size: int = 32, name: str | None = None
+) -> Backbone:
+    """A timm model as a Backbone, with timm's pretrained weights for a tag (local files: see create_backbone);
+    `name`: what the backbone is called, the name that builds it again (default: the timm model's)."""
     info = timm_weights_info(model_name)
     kwargs: dict = {"features_only": True, "in_chans": in_chans}
     if tag is not None:
@@ -57,7 +60,7 @@ def build_timm_backbone(model_name: str, *, in_chans: int, tag: str | None, min_
     model = timm.create_model(model_name, **kwargs)
     return Backbone(
         model,
-        name=model_name,
+        name=name or model_name,
         channels=model.feature_info.channels(),
         strides=model.feature_info.reduction(),
         in_chans=in_chans,
@@ -94,7 +97,8 @@ def timm_passthrough_entry(model_name: str) -> BackboneEntry:
         raise ConfigError(unknown_name_message("timm model", model_name, candidates, "timm.list_models() shows all"))
 
     def build(*, in_chans: int, tag: str | None) -> Backbone:
-        return build_timm_backbone(model_name, in_chans=in_chans, tag=tag)
+        # Named with its prefix: a config records this name, and only "timm/<name>" builds it again.
+        return build_timm_backbone(model_name, in_chans=in_chans, tag=tag, name=f"timm/{model_name}")
 
     return BackboneEntry(
         build,

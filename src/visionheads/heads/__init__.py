@@ -4,7 +4,7 @@ from visionheads.heads.autoencoder import AutoencoderHead, DenoisingHead, VAEHea
 from visionheads.heads.dense import DeepLabV3PlusHead, FPNHead, SegNetLiteHead, UnetHead
 from visionheads.heads.detection import FasterRCNNHead, MaskRCNNHead
 from visionheads.heads.embedding import EmbeddingHead
-from visionheads.heads.pooled import AngleHead, PooledLinear, PooledMLP
+from visionheads.heads.pooled import AngleHead, PooledHead, PooledLinear, PooledMLP
 from visionheads.heads.segnet import SegNetHead
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "FPNHead",
     "MaskRCNNHead",
     "AngleHead",
+    "PooledHead",
     "PooledLinear",
     "PooledMLP",
     "SegNetHead",

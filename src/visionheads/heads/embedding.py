@@ -6,10 +6,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from visionheads.heads.pooled import PooledLinear, _pool
+from visionheads.heads.pooled import PooledHead, _pool
 
 
-class EmbeddingHead(nn.Module):
+class EmbeddingHead(PooledHead):
     """Average pool -> linear -> BN -> ReLU -> linear to `embedding_dim` -> L2 norm (both inputs of a pair share it).
 
     `hidden_dim=0` projects with one linear layer. Cosine similarity of two embeddings is their dot product.
@@ -32,13 +32,7 @@ class EmbeddingHead(nn.Module):
             layers += [nn.Dropout(dropout), nn.Linear(hidden_dim, embedding_dim)]
         else:
             layers = [nn.Dropout(dropout), nn.Linear(width, embedding_dim)]
-        self.classifier = _Normalised(nn.Sequential(*layers))  # named as pooled heads name it (strategy="features")
-
-    pooled = PooledLinear.pooled  # the deepest map averaged, (B, C)
-
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """features: stage maps, fine to coarse. Returns: unit-length embeddings (B, embedding_dim)."""
-        return self.classifier(self.pooled(features))
+        self.classifier = _Normalised(nn.Sequential(*layers))  # the projection, to unit length: (B, embedding_dim)
 
 
 class _Normalised(nn.Module):

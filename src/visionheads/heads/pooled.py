@@ -1,4 +1,4 @@
-"""Heads on the globally pooled deepest feature map: a linear layer, or a small MLP."""
+"""Heads on the globally pooled deepest feature map: a linear layer, a small MLP, or (cos, sin) of an angle."""
 
 from __future__ import annotations
 
@@ -17,7 +17,23 @@ def _hidden_layer_classifier(features: int, hidden: int, dropout: float, out_fea
     )
 
 
-class PooledLinear(nn.Module):
+class PooledHead(nn.Module):
+    """A head on the deepest map pooled to a vector: `classifier(pooled(features))`. The two halves are declared
+    because strategy="features" uses them apart: it caches `pooled` of a frozen body once and trains `classifier`."""
+
+    pool: nn.Module
+    classifier: nn.Module
+
+    def pooled(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """features: stage maps, fine to coarse. Returns: the deepest map averaged, (B, C * pool_size**2)."""
+        return self.pool(features[-1])
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """features: stage maps, fine to coarse. Returns: (B, out_features)."""
+        return self.classifier(self.pooled(features))
+
+
+class PooledLinear(PooledHead):
     """Average pool to pool_size x pool_size -> dropout -> linear (pool_size=1: Keras' global pooling + Dense).
 
     A pool_size above 1 keeps a coarse layout of where features are, which tasks about geometry (angles) use.
@@ -37,16 +53,8 @@ class PooledLinear(nn.Module):
         self.pool, features = _pool(in_channels[-1], pool_size)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, out_features))
 
-    def pooled(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """features: stage maps, fine to coarse. Returns: the deepest map averaged, (B, C * pool_size**2)."""
-        return self.pool(features[-1])
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """features: stage maps, fine to coarse. Returns: (B, out_features)."""
-        return self.classifier(self.pooled(features))
-
-
-class PooledMLP(nn.Module):
+class PooledMLP(PooledHead):
     """Average pool to pool_size x pool_size -> linear -> ReLU -> dropout -> linear."""
 
     def __init__(
@@ -63,12 +71,6 @@ class PooledMLP(nn.Module):
         del strides
         self.pool, features = _pool(in_channels[-1], pool_size)
         self.classifier = _hidden_layer_classifier(features, hidden, dropout, out_features)
-
-    pooled = PooledLinear.pooled
-
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """features: stage maps, fine to coarse. Returns: (B, out_features)."""
-        return self.classifier(self.pooled(features))
 
 
 class AngleHead(PooledLinear):

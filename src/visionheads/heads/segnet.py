@@ -39,9 +39,6 @@ class SegNetHead(nn.Module):
     pool leaves 2x2 cells, too coarse to place a shape (docs/segmentation.md measures 3, 4 and 5 at 64 px).
     """
 
-    needs_pool_indices = True  # HeadOnBody runs the body with forward_with_pool_indices for this head
-    without_indices = "segnet_lite"  # the head to name to users whose body has no indices
-
     def __init__(
         self,
         in_channels: list[int],

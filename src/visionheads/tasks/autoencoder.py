@@ -18,11 +18,15 @@ from visionheads.backbones import Backbone
 from visionheads.data.catalog import Source
 from visionheads.data.coco import coco_at
 from visionheads.data.folders import ClassFolders
+from visionheads.data.pipeline import derived_seed
 from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError, one_of
 from visionheads.heads import AutoencoderHead, DenoisingHead, VAEHead
 from visionheads.heads.autoencoder import DEFAULT_NOISE, DEFAULT_NOISE_LEVEL
-from visionheads.tasks.base import Evaluation, Task, register_task
+from visionheads.runtime.inference import image_batches
+from visionheads.runtime.passes import Evaluation
+from visionheads.runtime.registry import register_task
+from visionheads.tasks.base import Task
 from visionheads.tasks.config import TaskConfig
 
 LOSSES = ("mse", "bce")
@@ -51,7 +55,6 @@ class AutoencoderTask(Task):
     # 1. heads: the body's deepest map -> latent_dim numbers -> a decoder mirroring the body -> logits per pixel
     heads = {"conv": AutoencoderHead, "denoising": DenoisingHead, "vae": VAEHead}
     default_head = "conv"
-    _noise: torch.Generator | None = None  # the noise of one evaluation pass (denoising)
 
     def head_outputs(self) -> int:
         return self.config.in_chans
@@ -96,7 +99,8 @@ class AutoencoderTask(Task):
         return eval_pipeline(self.config.image_size)
 
     def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, torch.Tensor]:
-        return {"image": pipeline(image=sample["image"])["image"]}  # the target is this image
+        # The target is this image; its index seeds the noise it is judged on (denoising).
+        return {"image": pipeline(image=sample["image"])["image"], "index": torch.tensor(int(sample["index"]))}
 
     def pixels(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised images (B, C, H, W) back to pixels in [0, 1]."""
@@ -108,16 +112,17 @@ class AutoencoderTask(Task):
         mean, std = self.input_statistics(pixels.device)
         return (pixels - mean) / std
 
-    def corrupted(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pixels with the denoising head's noise: gaussian (σ), salt-and-pepper or masking (a share of pixels)."""
+    def corrupted(self, pixels: torch.Tensor, seeds: list[int] | None = None) -> torch.Tensor:
+        """Pixels (B, C, H, W) with the denoising head's noise: gaussian (σ), salt-and-pepper or masking (a share of
+        pixels). `seeds`: one per image, whose noise is then the same wherever and with whatever else it is drawn
+        (None: from torch's random state, as in training)."""
         head = self.head  # a plain or VAE head has no noise of its own: the denoising defaults then
         noise, level = (head.noise, head.noise_level) if self.denoising else (DEFAULT_NOISE, DEFAULT_NOISE_LEVEL)
         if noise == "gaussian":
-            normal = torch.randn(pixels.shape, generator=generator, device=pixels.device)
-            return (pixels + level * normal).clamp(0.0, 1.0)
-        draw = torch.rand(pixels.shape, generator=generator, device=pixels.device)
+            return (pixels + level * _draws(torch.randn, pixels, seeds)).clamp(0.0, 1.0)
+        draw = _draws(torch.rand, pixels, seeds)
         if noise == "salt_pepper":
-            salt = torch.rand(pixels.shape, generator=generator, device=pixels.device) < 0.5
+            salt = _draws(torch.rand, pixels, None if seeds is None else [seed + 1 for seed in seeds]) < 0.5
             return torch.where(draw < level, salt.to(pixels.dtype), pixels)
         return torch.where(draw < level, torch.zeros_like(pixels), pixels)  # mask
 
@@ -131,36 +136,28 @@ class AutoencoderTask(Task):
             logits = F.interpolate(logits, size=like.shape[-2:], mode="bilinear", align_corners=False)
         return logits
 
-    def _run(self, images: torch.Tensor, generator: torch.Generator | None, *, corrupt: bool) -> dict[str, Any]:
+    def _run(self, images: torch.Tensor, seeds: list[int] | None, *, corrupt: bool) -> dict[str, Any]:
         clean = self.pixels(images)
-        noisy = self.corrupted(clean, generator) if corrupt else None
+        noisy = self.corrupted(clean, seeds) if corrupt else None
         inputs = self.normalised(noisy) if noisy is not None else images
         logits, mean, log_variance = self._head_outputs(inputs)
         return {"logits": self._resized(logits, inputs), "clean": clean, "noisy": noisy, "mean": mean,
                 "log_variance": log_variance}  # fmt: skip
 
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def training_losses(self, batch: dict[str, Any], epoch: int) -> dict[str, torch.Tensor]:
         losses = self.losses(self._run(batch["image"], None, corrupt=self.denoising), batch)
         if self.variational and self.head.kl_warmup_epochs > 0:  # the KL term grows from 0 (β warm-up)
-            losses["kl"] = losses["kl"] * min(1.0, (self.current_epoch + 1) / self.head.kl_warmup_epochs)
+            losses["kl"] = losses["kl"] * min(1.0, (epoch + 1) / self.head.kl_warmup_epochs)
         return losses
 
     def evaluation_outputs(self, batch: dict[str, Any]) -> dict[str, Any]:
-        # Denoising is judged on noise drawn the same way on every evaluation of the same data.
-        if self._noise is None:
-            self._noise = torch.Generator(device=batch["image"].device).manual_seed(self.config.seed)
-        return self._run(batch["image"], self._noise, corrupt=self.denoising)
+        # Denoising is judged on noise seeded by each image's index: the same on every evaluation of the same data,
+        # whatever the batch size or the share of each process.
+        seeds = [derived_seed(self.config.seed, int(index)) for index in batch["index"]]
+        return self._run(batch["image"], seeds, corrupt=self.denoising)
 
     def prediction_outputs(self, batch: dict[str, Any]) -> dict[str, Any]:
         return self._run(batch["image"], None, corrupt=False)  # the images given are what is to be cleaned
-
-    def on_validation_epoch_start(self) -> None:
-        super().on_validation_epoch_start()
-        self._noise = None
-
-    def on_test_epoch_start(self) -> None:
-        super().on_test_epoch_start()
-        self._noise = None
 
     # 3. losses: reconstruction per pixel, plus for the VAE the KL divergence per pixel (the negative ELBO per pixel)
     def losses(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -177,7 +174,7 @@ class AutoencoderTask(Task):
         return losses
 
     # 4. metrics: MSE, PSNR and SSIM of the reconstructions; PSNR of the noisy inputs; the VAE's ELBO
-    def new_metrics(self) -> MetricCollection:
+    def new_metrics(self, source: Source | None) -> MetricCollection:
         metrics = {
             "mse": MeanSquaredError(),
             "psnr": PeakSignalNoiseRatio(data_range=1.0),
@@ -213,7 +210,7 @@ class AutoencoderTask(Task):
     def encode(self, images: Any, *, batch_size: int = 64) -> np.ndarray:
         """Latent codes (N, latent_dim) of images (the means, for the VAE)."""
         codes = []
-        for batch, _ in self.image_batches(images, batch_size=batch_size):
+        for batch, _ in image_batches(self, images, batch_size=batch_size):
             code = self.head.encode(self.backbone(batch["image"]))
             codes.append((code[0] if self.variational else code).float().cpu())
         return torch.cat(codes).numpy()
@@ -222,7 +219,7 @@ class AutoencoderTask(Task):
     def anomaly_scores(self, images: Any, *, batch_size: int = 64) -> np.ndarray:
         """Reconstruction error (MSE on pixels in [0, 1], at the task's image size) per image: high is unusual."""
         scores = []
-        for batch, _ in self.image_batches(images, batch_size=batch_size):
+        for batch, _ in image_batches(self, images, batch_size=batch_size):
             outputs = self.prediction_outputs(batch)
             error = (outputs["logits"].float().sigmoid() - outputs["clean"]).square().flatten(1).mean(dim=1)
             scores.append(error.cpu())
@@ -261,7 +258,7 @@ class AutoencoderTask(Task):
         with torch.inference_mode():
             self.eval()
             images = self.model_inputs(batch["image"].to(self.device))
-            outputs = self._run(images, torch.Generator(self.device).manual_seed(0), corrupt=self.denoising)
+            outputs = self._run(images, list(range(len(samples))), corrupt=self.denoising)
         side = [(self.config.image_size, self.config.image_size)] * len(samples)
         clean, rebuilt = _to_images(outputs["clean"], side), _to_images(outputs["logits"].sigmoid(), side)
         if self.denoising:
@@ -285,6 +282,15 @@ class AutoencoderTask(Task):
 def _kl(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(log_variance)) || N(0, I)) per image, in nats: (B,)."""
     return -0.5 * (1 + log_variance.float() - mean.float().square() - log_variance.float().exp()).sum(dim=1)
+
+
+def _draws(draw: Any, like: torch.Tensor, seeds: list[int] | None) -> torch.Tensor:
+    """`draw` (torch.rand or torch.randn) of `like`'s shape: per image from its seed (on the CPU, so that a seed
+    gives the same noise on every device), or from torch's random state on `like`'s device."""
+    if seeds is None:
+        return draw(like.shape, device=like.device)
+    images = [draw(like.shape[1:], generator=torch.Generator().manual_seed(seed)) for seed in seeds]
+    return torch.stack(images).to(like.device, like.dtype)
 
 
 def _to_images(pixels: torch.Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:

@@ -18,9 +18,11 @@ from visionheads.data.folders import ClassFolders
 from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError, DataError
 from visionheads.heads import PooledLinear, PooledMLP
-from visionheads.tasks.base import Evaluation, Task, register_task
+from visionheads.runtime.explain import Target
+from visionheads.runtime.passes import Evaluation
+from visionheads.runtime.registry import register_task
+from visionheads.tasks.base import Task
 from visionheads.tasks.config import TaskConfig
-from visionheads.tasks.inside import Target
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class ClassificationTask(Task):
     config_type = ClassificationConfig
     monitor = ("val_accuracy", "max")
     attackable = True
+    data_key = "label"
     # 1. heads
     heads = {"linear": PooledLinear, "mlp": PooledMLP}
     default_head = "linear"
@@ -94,7 +97,7 @@ class ClassificationTask(Task):
         return {"cross_entropy": F.cross_entropy(outputs.float(), batch["label"], label_smoothing=smoothing)}
 
     # 4. metrics: torchmetrics, dataset-wide under DDP
-    def new_metrics(self) -> MetricCollection:
+    def new_metrics(self, source: Source | None) -> MetricCollection:
         classes = self.num_classes
         metrics = {
             "accuracy": MulticlassAccuracy(classes, average="micro", validate_args=False),

@@ -127,7 +127,7 @@ def _provenance(weights: str | Path, body: Backbone) -> str:
 
 def _fit_hint(key: str) -> str:
     # Task and fit keys share one namespace in recipes and on the command line: `epocs=3` reaches the task.
-    from visionheads.tasks.fitting import fit_argument_names
+    from visionheads.runtime.fitting import fit_argument_names
 
     ours, trainer = fit_argument_names()
     if key in ours | trainer:

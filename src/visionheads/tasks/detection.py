@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from visionheads._atomic import write_atomically
 from visionheads.backbones import Backbone
@@ -21,8 +20,11 @@ from visionheads.data.voc import VOCFolder
 from visionheads.errors import ConfigError, DataError
 from visionheads.heads import FasterRCNNHead, MaskRCNNHead
 from visionheads.metrics.coco import STAT_NAMES, COCOEvaluation, coco_backend
-from visionheads.tasks.base import Evaluation, Task, register_task
+from visionheads.runtime.passes import Evaluation
+from visionheads.runtime.registry import register_task
+from visionheads.tasks.base import Task
 from visionheads.tasks.config import TaskConfig
+from visionheads.tasks.model import HeadOnBody
 
 MASK_THRESHOLD = 0.5  # a pixel belongs to an instance where its mask probability reaches this (torchvision's)
 
@@ -44,16 +46,13 @@ class DetectionConfig(TaskConfig):
         coco_backend(self.coco_backend)  # a ConfigError now, not at the first evaluation
 
 
-class RCNN(nn.Module):
+class RCNN(HeadOnBody):
     """A body and an R-CNN head: `losses(images, targets)` in training, `detect(images)` otherwise.
 
     torchvision's models answer losses or detections by mode; here each has its own method, one return type each.
     """
 
-    def __init__(self, body: Backbone, head: FasterRCNNHead) -> None:
-        super().__init__()
-        self.body = body
-        self.head = head
+    head: FasterRCNNHead
 
     def losses(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """images: normalised (C, H, W) each; targets: `boxes` (N, 4) xyxy pixels, `labels` (N,) 1..K[, `masks`].
@@ -93,10 +92,11 @@ class DetectionTask(Task):
     config_type = DetectionConfig
     monitor = ("val_AP", "max")
     fixed_input_size = False  # R-CNN batches take the size of their largest image: no cuDNN benchmark mode
+    data_key = "boxes"
+    results_format = "COCO results JSON"
     # 1. heads: FPN over the body's stages from stride 4, RPN, RoI heads (+ mask branch)
     heads = {"faster_rcnn": FasterRCNNHead, "mask_rcnn": MaskRCNNHead}
     default_head = "faster_rcnn"
-    _truth: Any = None  # the COCO file behind the data of the evaluation pass that runs (None: from the batches)
 
     def head_outputs(self) -> int | None:
         return self.num_classes  # the background counts, as in torchvision
@@ -205,7 +205,7 @@ class DetectionTask(Task):
         return batch
 
     # 3. losses: torchvision's R-CNN terms (RPN objectness and box, RoI class and box, masks); none in eval mode
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def training_losses(self, batch: dict[str, Any], epoch: int) -> dict[str, torch.Tensor]:
         return self.model.losses(batch["image"], batch["targets"])
 
     def evaluation_outputs(self, batch: dict[str, Any]) -> list[dict[str, torch.Tensor]]:
@@ -215,17 +215,11 @@ class DetectionTask(Task):
         return {}
 
     # 4. metrics: COCOeval (bbox, and segm for masks) against the data's own COCO file, or the samples' boxes
-    def on_validation_epoch_start(self) -> None:
-        self._truth = coco_view(_source_dataset(self.trainer.val_dataloaders))
-        super().on_validation_epoch_start()
-
-    def on_test_epoch_start(self) -> None:
-        self._truth = coco_view(_source_dataset(self.trainer.test_dataloaders))
-        super().on_test_epoch_start()
-
-    def new_metrics(self) -> COCOEvaluation:
+    def new_metrics(self, source: Source | None) -> COCOEvaluation:
+        """COCOeval against `source`'s own COCO file where it has one (its ids, crowd regions and areas), else
+        against the boxes (and masks) the batches hold."""
         iou_types = ("bbox", "segm") if self.with_masks else ("bbox",)
-        view = self._truth
+        view = coco_view(source.dataset) if source is not None else None
         backend = self.config.coco_backend
         if view is None:
             names = self._names()[1:]
@@ -276,13 +270,10 @@ class DetectionTask(Task):
     def _names(self) -> list[str]:
         return self.class_names or [BACKGROUND, *(str(i) for i in range(1, self.num_classes))]
 
-    def evaluation(self, data: Any, *, results: str | Path | None = None, **options: Any) -> Evaluation:
-        """As Task.evaluation; `results` also writes the detections there as a COCO results JSON (original image
-        and category ids for COCO data: any COCO tool scores the file as `evaluate` did)."""
-        evaluation = super().evaluation(data, **options)
-        if results is not None:
-            write_results(evaluation.computed["results"], Path(results))
-        return evaluation
+    def write_results(self, evaluation: Evaluation, path: Path) -> Path:
+        """The evaluation's detections as a COCO results JSON (original image and category ids for COCO data: any
+        COCO tool scores the file as `evaluate` did)."""
+        return write_coco_results(evaluation.computed["results"], path)
 
     # 5. predictions: boxes in each image's own pixels, label names, scores (and masks), best first
     def decode(self, outputs: list[dict[str, torch.Tensor]], sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
@@ -314,11 +305,11 @@ class DetectionTask(Task):
                 path = out_dir / f"precision_recall{'' if iou_type == 'bbox' else '_segm'}.png"
                 precision = computed[f"{iou_type}_precision"].reshape(-1, 101).numpy()  # (K, 101 recall points)
                 paths.append(plot_precision_recall(precision, computed.get("category_names") or names[1:], path))
-        paths.append(write_results(computed["results"], out_dir / "detections.json"))
+        paths.append(self.write_results(evaluation, out_dir / "detections.json"))
         return paths
 
 
-def write_results(results: list[dict[str, Any]], path: Path) -> Path:
+def write_coco_results(results: list[dict[str, Any]], path: Path) -> Path:
     """Write a COCO results list as JSON (atomically)."""
     payload = json.dumps(results).encode()
     return write_atomically(path, lambda file: file.write(payload))
@@ -329,9 +320,3 @@ def _category_lookup(category_ids: Any, num_classes: int) -> np.ndarray:
     lookup = np.zeros(num_classes, dtype=np.int64)
     lookup[1:] = list(category_ids)
     return lookup
-
-
-def _source_dataset(loaders: Any) -> Any:
-    # The dataset under Lightning's loader (one, or the first of several), under our TransformedDataset.
-    loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-    return getattr(getattr(loader, "dataset", None), "dataset", None)

@@ -20,9 +20,12 @@ from visionheads.data.transforms import eval_pipeline, photometric_pipeline
 from visionheads.errors import ConfigError, DataError, one_of
 from visionheads.heads import AngleHead, PooledLinear, PooledMLP
 from visionheads.metrics import RegressionErrors, angle_difference
-from visionheads.tasks.base import Evaluation, Task, register_task
+from visionheads.runtime.explain import Target
+from visionheads.runtime.inference import image_arrays
+from visionheads.runtime.passes import Evaluation
+from visionheads.runtime.registry import register_task
+from visionheads.tasks.base import Task
 from visionheads.tasks.config import TaskConfig
-from visionheads.tasks.inside import Target
 
 LOSSES = {"smooth_l1": partial(F.smooth_l1_loss, beta=0.1), "mse": F.mse_loss}
 
@@ -60,6 +63,7 @@ class RegressionTask(Task):
     heads = {"angle": AngleHead, "linear": PooledLinear, "mlp": PooledMLP}
     default_head = "angle"
     attackable = True
+    data_key = "angle"
 
     @property
     def is_angle(self) -> bool:
@@ -133,7 +137,7 @@ class RegressionTask(Task):
         return {self.config.loss: LOSSES[self.config.loss](outputs.float(), (target - mean) / std)}
 
     # 4. metrics
-    def new_metrics(self) -> MetricCollection:
+    def new_metrics(self, source: Source | None) -> MetricCollection:
         return MetricCollection({"errors": RegressionErrors(circular=self.is_angle)})
 
     def update_metrics(self, metrics: MetricCollection, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
@@ -159,7 +163,7 @@ class RegressionTask(Task):
 
     def derotate(self, images: Any) -> list[np.ndarray]:
         """The images turned upright: each rotated back by its predicted angle."""
-        items = self.image_arrays(images)
+        items = image_arrays(images, self.config.in_chans)
         return [rotate_image(image, -angle) for image, angle in zip(items, self.predict(items), strict=True)]
 
     def describe_predictions(self, outputs: torch.Tensor, batch: dict[str, Any]) -> list[tuple[str, bool | None]]:

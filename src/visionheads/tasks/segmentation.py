@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from visionheads.backbones import Backbone
 from visionheads.data.catalog import Source
 from visionheads.data.coco import coco_at
 from visionheads.data.masks import MaskFolders
@@ -22,9 +23,12 @@ from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError, DataError
 from visionheads.heads import DeepLabV3PlusHead, FPNHead, SegNetHead, SegNetLiteHead, UnetHead
 from visionheads.metrics import confusion_metrics
-from visionheads.tasks.base import Evaluation, Task, register_task
+from visionheads.runtime.explain import Target
+from visionheads.runtime.passes import Evaluation
+from visionheads.runtime.registry import register_task
+from visionheads.tasks.base import Task
 from visionheads.tasks.config import TaskConfig
-from visionheads.tasks.inside import Target
+from visionheads.tasks.model import HeadOnBody, PoolIndexedModel
 
 _DICE = DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE_INDEX)  # stateless: one serves all tasks
 
@@ -44,6 +48,7 @@ class SegmentationTask(Task):
     name = "segmentation"
     config_type = SegmentationConfig
     monitor = ("val_miou", "max")
+    data_key = "mask"
     # 1. heads
     heads = {
         "unet": UnetHead,
@@ -56,6 +61,13 @@ class SegmentationTask(Task):
 
     def head_outputs(self) -> int | None:
         return self.num_classes
+
+    def build_model(self, body: Backbone) -> HeadOnBody:
+        """The head on the body; SegNet's unpools with the body's pooling indices, which the body hands over."""
+        model = super().build_model(body)
+        if isinstance(model.head, SegNetHead):
+            return PoolIndexedModel(body, model.head, maps_read=model.head.maps_read, without_indices="segnet_lite")
+        return model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images: float normalised, (B, in_chans, H, W). Returns: class scores (B, K, H, W)."""
@@ -126,7 +138,7 @@ class SegmentationTask(Task):
         return losses
 
     # 4. metrics: one pixel confusion matrix (summed across processes); IoU, Dice, accuracy read off it
-    def new_metrics(self) -> MetricCollection:
+    def new_metrics(self, source: Source | None) -> MetricCollection:
         matrix = MulticlassConfusionMatrix(self.num_classes, ignore_index=IGNORE_INDEX, validate_args=False)
         return MetricCollection({"confusion": matrix})
 

@@ -21,9 +21,12 @@ from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError, DataError, one_of
 from visionheads.heads.embedding import EmbeddingHead
 from visionheads.metrics.similarity import EmbeddingMetrics
-from visionheads.tasks.base import FEATURES, Evaluation, Task, register_task
+from visionheads.runtime.features import FEATURES
+from visionheads.runtime.history import History
+from visionheads.runtime.passes import Evaluation
+from visionheads.runtime.registry import register_task
+from visionheads.tasks.base import Task
 from visionheads.tasks.config import TaskConfig
-from visionheads.tasks.history import History
 from visionheads.tasks.model import HeadOnBody
 
 LOSSES = ("norm_softmax", "triplet", "contrastive")
@@ -56,6 +59,14 @@ class SiameseConfig(TaskConfig):
             raise ConfigError(f"images_per_class={self.images_per_class}; a batch needs 2 or more per class (pairs)")
 
 
+class SiameseModel(HeadOnBody):
+    """The embedding head on the body, and (for the norm_softmax loss) one learnt proxy per training class."""
+
+    def __init__(self, body: Backbone, head: EmbeddingHead, proxies: nn.Linear | None) -> None:
+        super().__init__(body, head)
+        self.proxies = proxies  # (classes, embedding_dim) weights, or None for losses that need none
+
+
 @register_task
 class SiameseTask(Task):
     """`Task("siamese", backbone=..., embedding_dim=64)`: how alike two images are, and classes from a few examples."""
@@ -70,12 +81,12 @@ class SiameseTask(Task):
     def head_outputs(self) -> tuple[int, int]:
         return (self.config.embedding_dim, self.num_classes or 0)  # the proxies follow the training classes
 
-    def build_model(self, body: Backbone) -> HeadOnBody:
+    def build_model(self, body: Backbone) -> SiameseModel:
         head = EmbeddingHead(body.channels, body.strides, self.config.embedding_dim, **self.head_arguments(body))
-        model = HeadOnBody(body, head)
+        proxies = None
         if self.config.loss == "norm_softmax" and self.num_classes:
-            model.proxies = nn.Linear(self.config.embedding_dim, self.num_classes, bias=False)  # one per class
-        return model
+            proxies = nn.Linear(self.config.embedding_dim, self.num_classes, bias=False)  # one per class
+        return SiameseModel(body, head, proxies)
 
     # 2. data: labelled images; P x K batches in training
     def sample_keys(self) -> tuple[str, ...]:
@@ -114,11 +125,10 @@ class SiameseTask(Task):
             raise DataError(f"{where}['label']: {label!r}; a label is a class index >= 0")
         return {"image": pipeline(image=sample["image"])["image"], "label": torch.tensor(int(label))}
 
-    def train_batch_sampler(self, source: Source, batch_size: int) -> PKBatchSampler:
-        """P classes x K images (`images_per_class`) per training batch, P = batch_size // K."""
+    def train_batch_sampler(self, source: Source, batch_size: int, generator: torch.Generator) -> PKBatchSampler:
+        """P classes x K images (`images_per_class`) per training batch, P = batch_size // K, drawn with `generator`."""
         per_class = self.config.images_per_class
-        return PKBatchSampler(labels_of(source.dataset), max(2, batch_size // per_class), per_class,
-                              self._clock.generator)  # fmt: skip
+        return PKBatchSampler(labels_of(source.dataset), max(2, batch_size // per_class), per_class, generator)
 
     # 3. losses, on the embeddings of a P x K batch
     def losses(self, outputs: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -126,7 +136,7 @@ class SiameseTask(Task):
         config, labels = self.config, batch["label"]
         margin = config.margin if config.margin is not None else DEFAULT_MARGINS.get(config.loss, 0.0)
         if config.loss == "norm_softmax":
-            proxies = getattr(self.model, "proxies", None)
+            proxies = self.model.proxies
             if proxies is None or int(labels.max()) >= proxies.out_features:
                 raise DataError(
                     f"label {int(labels.max())} but the task knows {self.num_classes or 0} training classes "
@@ -150,40 +160,39 @@ class SiameseTask(Task):
         return F.normalize(pooled.float(), dim=1)
 
     # 4. metrics: all pairs of the evaluated data
-    def new_metrics(self) -> EmbeddingMetrics:
+    def new_metrics(self, source: Source | None) -> EmbeddingMetrics:
         return EmbeddingMetrics(threshold=self.config.threshold, shots=self.config.shots, seed=self.config.seed)
 
     def update_metrics(self, metrics: EmbeddingMetrics, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
         metrics.update(outputs.float(), batch["label"])
 
-    def fit(self, train: Any, val: Any = None, **settings: Any) -> History:
-        """As Task.fit; with validation data, the "same" threshold is the one the best epoch's validation chose
-        (best balanced accuracy), the epoch whose weights the task keeps. Saved with the task (`task.save`)."""
-        history = super().fit(train, val, **settings)
+    def fitted_config(self, history: History) -> dict[str, Any]:
+        """With validation data, the "same" threshold is the one the best epoch's validation chose (best balanced
+        accuracy), the epoch whose weights the task keeps. Saved with the task (`task.save`)."""
         threshold = history.best.get("val_best_threshold")
-        if threshold is not None:
-            self.set_config(threshold=float(threshold))
-        return history
+        return {"threshold": float(threshold)} if threshold is not None else {}
 
-    # 5. predictions: embeddings; pairs as same/different with their similarity
+    # 5. predictions: embeddings (predict); pairs as same/different with their similarity (verify)
     def decode(self, outputs: torch.Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """One unit embedding (D,) per image."""
         return list(outputs.float().cpu().numpy())
 
-    def predict(self, images: Any, *, batch_size: int = 64) -> list[Any]:
-        """Embeddings (D,) of images; for pairs `[(a, b), ...]`, `{"same": bool, "score": cosine similarity}`."""
-        if isinstance(images, list) and images and all(isinstance(p, tuple) and len(p) == 2 for p in images):
-            scores = self.similarity([a for a, _ in images], [b for _, b in images])
-            cut = self.config.threshold if self.config.threshold is not None else 0.5
-            return [{"same": bool(score >= cut), "score": float(score)} for score in scores]
-        return super().predict(images, batch_size=batch_size)
+    def verify(self, pairs: list[tuple[Any, Any]], *, batch_size: int = 64) -> list[dict[str, Any]]:
+        """Whether the two images of each pair `(a, b)` show the same class: `{"same": bool, "score": cosine
+        similarity}`, "same" at or above the threshold fit chose (0.5 before a fit)."""
+        if not all(isinstance(pair, tuple) and len(pair) == 2 for pair in pairs):
+            raise DataError("verify() takes a list of pairs (a, b) of images")
+        scores = self.similarity([a for a, _ in pairs], [b for _, b in pairs], batch_size=batch_size)
+        cut = self.config.threshold if self.config.threshold is not None else 0.5
+        return [{"same": bool(score >= cut), "score": float(score)} for score in scores]
 
     def embed(self, images: Any, *, batch_size: int = 64) -> np.ndarray:
-        """Unit embeddings (N, D) of images (paths, arrays or a batch)."""
-        return np.stack(super().predict(images, batch_size=batch_size))
+        """Unit embeddings (N, D) of images (paths, arrays or a batch): `predict`'s results stacked."""
+        return np.stack(self.predict(images, batch_size=batch_size))
 
-    def similarity(self, a: Any, b: Any) -> np.ndarray:
+    def similarity(self, a: Any, b: Any, *, batch_size: int = 64) -> np.ndarray:
         """Cosine similarity (N,) of the images of `a` and `b`, pair by pair (1: alike, -1: opposite)."""
-        first, second = self.embed(a), self.embed(b)
+        first, second = self.embed(a, batch_size=batch_size), self.embed(b, batch_size=batch_size)
         if len(first) != len(second):
             raise DataError(f"similarity: {len(first)} images in a but {len(second)} in b; give pairs")
         return (first * second).sum(axis=1)

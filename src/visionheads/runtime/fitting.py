@@ -1,7 +1,7 @@
 """One training run: `FitSettings` (every argument of `Task.fit`, declared once) and the driver that runs it.
 
-The driver resolves the data, makes the run folder, builds the Trainer, resumes, and restores the best epoch, using
-only the public methods of a task (the `Fittable` protocol below); the task itself owns the steps and the optimiser.
+The driver resolves the data, makes the run folder, builds the run's TaskModule (with the training plan, its
+validation source and its epoch clock) and the Trainer, resumes, restores the best epoch and draws the plots.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import yaml
 
 from visionheads.data.catalog import Source, report_left_out
+from visionheads.data.pipeline import EpochClock
 from visionheads.engine import (
     BEST_WEIGHTS,
     LAST_WEIGHTS,
@@ -32,26 +33,17 @@ from visionheads.engine import (
     quiet_lightning,
 )
 from visionheads.errors import ConfigError, DataError, TrainingError, whole_number
-from visionheads.tasks.history import History
-from visionheads.tasks.resuming import check_resumable, resume_checkpoint
+from visionheads.runtime.evaluation import evaluate_source
+from visionheads.runtime.features import feature_loader
+from visionheads.runtime.history import History
+from visionheads.runtime.loaders import data_loader
+from visionheads.runtime.module import SCHEDULES, STRATEGIES, TaskModule, TrainingPlan
+from visionheads.runtime.resuming import check_resumable, resume_checkpoint
 
-STRATEGIES = ("auto", "scratch", "features", "freeze", "finetune")
-SCHEDULES = ("onecycle", "cosine", "constant")
+if TYPE_CHECKING:
+    from visionheads.runtime.protocol import RunnableTask
+
 CHECKPOINTS = (RESUME_CHECKPOINT, BEST_WEIGHTS, LAST_WEIGHTS)
-FINETUNE_BODY_LR_SCALE = 0.1  # pretrained bodies move slower than fresh heads (Keras / timm fine-tuning practice)
-
-
-@dataclass(frozen=True)
-class TrainingPlan:
-    """How a task's configure_optimizers trains; fit sets it, and its defaults serve a Trainer users bring."""
-
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    strategy: str = "scratch"  # scratch | features | freeze | finetune
-    freeze_epochs: int = 0  # finetune: epochs with the body frozen before it trains at body_lr_scale * lr
-    body_lr_scale: float = FINETUNE_BODY_LR_SCALE
-    schedule: str = "onecycle"  # onecycle | cosine | constant, stepped every batch
-    channels_last: bool = False  # train (and validate) with the model and images in channels-last layout
 
 
 @dataclass(frozen=True)
@@ -83,8 +75,8 @@ class FitSettings:
     trainer: dict[str, Any] = field(default_factory=dict)  # further lightning.Trainer arguments
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"unknown strategy {self.strategy!r}; use one of {STRATEGIES}")
+        if self.strategy not in ("auto", *STRATEGIES):
+            raise ConfigError(f"unknown strategy {self.strategy!r}; use one of {('auto', *STRATEGIES)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; use one of {SCHEDULES}")
         for name in ("epochs", "batch_size"):
@@ -124,34 +116,7 @@ def fit_argument_names() -> tuple[set[str], set[str]]:
     return ours, set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
 
 
-class Fittable(Protocol):
-    """What the driver uses of a task: its public surface only."""
-
-    name: str
-    monitor: tuple[str, str]
-    plan: TrainingPlan
-    history: History | None
-    fixed_input_size: bool
-
-    @property
-    def config(self) -> Any: ...
-
-    def source(self, data: Any, *, fitting: bool = False) -> Source: ...
-
-    def data_loader(self, data: Any, *, train: bool, batch_size: int = 32, num_workers: int | None = None) -> Any: ...
-
-    def feature_loader(self, source: Source, *, train: bool, batch_size: int = 32) -> Any: ...
-
-    def load_weights(self, path: str | Path) -> None: ...
-
-    def evaluation(self, data: Any, **options: Any) -> Any: ...
-
-    def plot(self, out_dir: Any = None, data: Any = None, *, history: History | None = None) -> list[Path]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-
-def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> History:
+def run_fit(task: RunnableTask, train: Any, val: Any, settings: FitSettings) -> History:
     """Train `task` as `settings` say and return the History; see Task.fit."""
     checkpoint = resume_checkpoint(settings.resume) if settings.resume else None
     L.seed_everything(task.config.seed, verbose=False)  # dropout and the like; a resumed fit restores its own state
@@ -162,20 +127,10 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
         val = train_source.val
     val_source = task.source(val) if val is not None and val is not False else None
     report_left_out(train_source, val_source)  # one line per reason: nothing is left out in silence
-    strategy = settings.strategy
-    if strategy == "auto":
-        strategy = "finetune" if task.config.pretrained else "scratch"
-    freeze_epochs = max(1, settings.epochs // 5) if strategy == "finetune" and settings.epochs > 1 else 0
-    task.plan = TrainingPlan(lr=settings.lr, weight_decay=settings.weight_decay, strategy=strategy,
-                             freeze_epochs=freeze_epochs, schedule=settings.schedule,
-                             channels_last=settings.channels_last)  # fmt: skip
-    if strategy == "features":
-        loaders = [task.feature_loader(s, train=s is train_source, batch_size=settings.batch_size)
-                   for s in (train_source, val_source) if s is not None]  # fmt: skip
-    else:
-        loaders = [task.data_loader(s, train=s is train_source, batch_size=settings.batch_size,
-                                    num_workers=settings.num_workers)
-                   for s in (train_source, val_source) if s is not None]  # fmt: skip
+    plan = training_plan(settings, pretrained=task.config.pretrained is not None)
+    clock = EpochClock(task.config.seed)  # the run's epochs: shuffling and augmentation draws follow it
+    loaders = [_loader(task, source, source is train_source, plan, settings, clock)
+               for source in (train_source, val_source) if source is not None]  # fmt: skip
     data = {"train": train_source.description, "val": val_source.description if val_source else None}
     if checkpoint is not None:  # before anything in its folder is touched
         defaults = {f.name: f.default for f in dataclasses.fields(task.config) if f.default is not dataclasses.MISSING}
@@ -188,8 +143,9 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
         run_dir = new_run_dir(settings.project, task.name, settings.name)
     else:
         run_dir = Path(settings.project) / task.name / "(the first process's run folder)"  # learnt in RunRecord.setup
+    module = TaskModule(task, plan, val=val_source, clock=clock)
     try:
-        trainer, record = _train(task, loaders, run_dir, checkpoint, settings, data, val_source is not None, first)
+        trainer, record = _train(module, loaders, run_dir, checkpoint, settings, data, val_source is not None, first)
     except BaseException:
         if first and checkpoint is None and not any((run_dir / name).is_file() for name in CHECKPOINTS):
             shutil.rmtree(run_dir, ignore_errors=True)  # a failed fit leaves no folder holding only its config
@@ -199,20 +155,42 @@ def run_fit(task: Fittable, train: Any, val: Any, settings: FitSettings) -> Hist
     best_here = first or (run_dir / BEST_WEIGHTS).is_file()  # other nodes may not share the run's file system
     if val_source is not None and record.best_epoch not in (None, rows[-1]["epoch"]) and best_here:
         task.load_weights(run_dir / BEST_WEIGHTS)  # keep the best validated epoch, as Keras' restore_best_weights
-    task.history = History(list(rows), run_dir, record.best_epoch, monitor)
+    history = History(list(rows), run_dir, record.best_epoch, monitor)
+    task.set_config(**task.fitted_config(history))  # what a task learns from the fit itself (a threshold, say)
     if settings.plots:
         # Every process takes part in the evaluation (its metrics are synced across them); the first one draws.
-        evaluation = task.evaluation(val_source, accelerator=settings.accelerator, devices=settings.devices,
+        evaluation = evaluate_source(task, val_source, accelerator=settings.accelerator, devices=settings.devices,
                                      distributed=settings.distributed) if val_source is not None else None  # fmt: skip
         if trainer.is_global_zero:
-            task.plot(run_dir, data=evaluation, history=task.history)
+            task.plot(run_dir, data=evaluation, history=history)
     if trainer.is_global_zero:
         print(f"results saved to {run_dir}", file=sys.stderr)
-    return task.history
+    return history
+
+
+def training_plan(settings: FitSettings, *, pretrained: bool) -> TrainingPlan:
+    """The plan of a fit: its optimiser settings, its strategy ("auto": finetune a pretrained body, else scratch)
+    and, for finetune, the first fifth of the epochs (at least one) with the body frozen."""
+    strategy = settings.strategy
+    if strategy == "auto":
+        strategy = "finetune" if pretrained else "scratch"
+    freeze_epochs = max(1, settings.epochs // 5) if strategy == "finetune" and settings.epochs > 1 else 0
+    return TrainingPlan(lr=settings.lr, weight_decay=settings.weight_decay, strategy=strategy,
+                        freeze_epochs=freeze_epochs, schedule=settings.schedule,
+                        channels_last=settings.channels_last)  # fmt: skip
+
+
+def _loader(
+    task: RunnableTask, source: Source, train: bool, plan: TrainingPlan, settings: FitSettings, clock: EpochClock
+) -> Any:
+    if plan.strategy == "features":
+        return feature_loader(task, source, train=train, batch_size=settings.batch_size, clock=clock)
+    return data_loader(task, source, train=train, batch_size=settings.batch_size, num_workers=settings.num_workers,
+                       clock=clock)  # fmt: skip
 
 
 def _train(
-    task: Fittable,
+    module: TaskModule,
     loaders: list[Any],
     run_dir: Path,
     checkpoint: Path | None,
@@ -222,6 +200,7 @@ def _train(
     first: bool,
 ) -> tuple[L.Trainer, RunRecord]:
     """Write the run's config (a new run), build the Trainer and run it; an interrupted fit says how to resume."""
+    task = module.task
     if checkpoint is None and first:
         record = {"task": {"name": task.name, **task.config.arguments()}, "fit": settings.record() | data}
         (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
@@ -237,7 +216,7 @@ def _train(
     try:
         with quiet_lightning():
             # weights_only: a checkpoint file is data, never code (optimizer, loops and history are plain values).
-            trainer.fit(task, datamodule=RunData(*loaders), ckpt_path=checkpoint, weights_only=True)
+            trainer.fit(module, datamodule=RunData(*loaders), ckpt_path=checkpoint, weights_only=True)
     except TrainingError:
         raise  # resuming would diverge again: its message says what to change instead
     except RuntimeError as error:

@@ -11,7 +11,7 @@ import yaml
 
 from visionheads.engine import RESUME_CHECKPOINT
 from visionheads.errors import ConfigError
-from visionheads.tasks.checkpoint import read_task_file
+from visionheads.runtime.checkpoint import read_task_file
 
 # Settings that shape the optimiser's schedule and the data it steps through: a resumed fit must keep them.
 PLANNED_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "strategy", "schedule", "train", "val")

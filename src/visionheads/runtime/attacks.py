@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from visionheads.errors import ConfigError, one_of, whole_number
+
+if TYPE_CHECKING:
+    from visionheads.runtime.protocol import RunnableTask
 
 ATTACKS = ("fgsm", "pgd")
 DEFAULT_EPS = (0.0, 0.01, 0.02, 0.05, 0.1)  # the lecture's range on [0, 1] pixels; 0.1 is about 26 grey levels
@@ -235,3 +239,37 @@ def robustness_figures(metrics: dict[str, float], robustness: Robustness, out_di
         label = row if row == "clean" else f"{row} ε={examples.eps:g}"
         rows[label] = (images, examples.captions[row], examples.correct[row])
     return [curve, plot_adversarial_examples(rows, out_dir / "adversarial_examples.png")]
+
+
+def attack_batch(
+    task: RunnableTask, attacked: AttackedPass, batch: dict[str, Any], clean: Any, *, rank: int, batch_index: int
+) -> None:
+    """Score adversarial versions of one evaluation batch at every attack and ε of `attacked` (`clean`: the task's
+    outputs on the batch as it is), and keep a few examples for the figure (on the first process).
+
+    The attacks perturb pixels in [0, 1], before the mean/std normalisation, and go through the whole model (body
+    and head) on images. The test loop runs in inference mode, whose tensors autograd refuses: what the loss saves
+    for backward is made outside it; the metrics' states are updated inside it.
+    """
+    with torch.inference_mode(False):
+        batch = {key: value.clone() if torch.is_tensor(value) else value for key, value in batch.items()}
+        mean, std = task.input_statistics(batch["image"].device)
+        pixels = batch["image"].float() * std + mean  # (B, C, H, W) in [0, 1]
+
+    def loss_of(images: torch.Tensor) -> torch.Tensor:
+        return torch.stack(list(task.losses(task((images - mean) / std), batch).values())).sum()
+
+    examples = attacked.examples if rank == 0 and not attacked.examples.full else None
+    if examples is not None:
+        examples.add("clean", pixels, task.describe_predictions(clean, batch))
+    for attack in attacked.settings.attacks:
+        for eps in attacked.settings.eps:
+            outputs, adversarial = clean, pixels  # ε = 0 is the clean pass itself
+            if eps > 0:
+                seed = batch_seed(task.config.seed, rank, batch_index, eps)
+                with torch.inference_mode(False), torch.enable_grad(), parameters_fixed(task):
+                    adversarial = perturb(attack, loss_of, pixels, eps, attacked.settings, seed)
+                outputs = task((adversarial - mean) / std)
+            task.update_metrics(attacked.metrics[(attack, eps)], outputs, batch)
+            if examples is not None and eps == examples.eps:
+                examples.add(attack, adversarial, task.describe_predictions(outputs, batch))
