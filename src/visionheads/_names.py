@@ -1,7 +1,7 @@
 """The names of the built-in tasks, heads, backbones and datasets, as plain data.
 
 `visionheads list` prints these without importing torch (the registries fill only when their modules import them).
-tests/test_cli_reliability.py checks that they equal what the registries report, so the two cannot drift apart.
+tests/cli/test_cli_reliability.py checks that they equal what the registries report, so the two cannot drift apart.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Builds the lightning.Trainer: device and precision policy, progress display, history, checkpoints, loggers.
 
-Checkpoints: `RunCheckpoints` writes last.ckpt (the whole training state) and last.pt (weights) after every epoch
-and best.pt when the monitored metric improves, all through `AtomicCheckpointIO`. Lightning's ModelCheckpoint is
+Checkpoints: `RunRecord` writes last.ckpt (the whole training state) after an epoch once `checkpoint_every` seconds
+have passed (and after the last), best.pt when the monitored metric improves, and last.pt when training ends, all
+through `AtomicCheckpointIO`. Lightning's ModelCheckpoint is
 not used because, in Lightning 2.6, `save_last=True` with a monitor rewrites `last` only on epochs that improve the
 monitor (measured: after 4 epochs whose best was epoch 2, last.ckpt held epoch 2), and its save writes through a
 temporary file in the system temp folder that is then moved, which copies (not renames) across file systems.

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.classification
 FAST = {"plots": False, "batch_size": 8}
 
 
-@pytest.mark.parametrize("head", ["linear", "mlp"])
+@pytest.mark.parametrize("head", vh.list_heads("classification")["classification"])
 @pytest.mark.parametrize("backbone", vh.list_backbones())
 def test_every_backbone_trains_a_step(backbone, head, bodies):
     body = bodies(backbone)

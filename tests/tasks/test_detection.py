@@ -163,7 +163,7 @@ def test_anchor_sizes_follow_the_pyramid_strides_and_bad_ones_are_config_errors(
         vh.Task("detection", backbone="lenet5", num_classes=3, **TINY).fit(_square_scenes(4, 32), strategy="features")
 
 
-@pytest.mark.parametrize("head", ["faster_rcnn", "mask_rcnn"])
+@pytest.mark.parametrize("head", vh.list_heads("detection")["detection"])
 def test_ground_truth_fed_back_as_detections_scores_ap_one(head):
     task = vh.Task("detection", backbone="lenet5", head=head, class_names=SHAPES, **TINY)
     _truth_as_detections(task)

@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 import visionheads as vh
-from visionheads.metrics import confusion_metrics
 from visionheads.tasks.segmentation import IGNORE_INDEX
 
 from contract import check_training_step, input_size
@@ -33,18 +32,6 @@ def _mask_samples(count: int = 4, size: int = 24, channels: int = 3, seed: int =
     return samples
 
 
-def test_metrics_read_off_the_confusion_matrix():
-    # rows true, columns predicted: background 8 px right, 2 called "a"; "a" 3 right, 1 called background.
-    confusion = np.array([[8, 2, 0], [1, 3, 0], [0, 0, 0]])
-    metrics = confusion_metrics(confusion, ["background", "a", "b c"])
-    assert metrics["iou_background"] == pytest.approx(8 / 11)
-    assert metrics["iou_a"] == pytest.approx(3 / 6)
-    assert np.isnan(metrics["iou_b_c"])  # neither true nor predicted: no IoU, and not in the mean
-    assert metrics["miou"] == pytest.approx((8 / 11 + 3 / 6) / 2)
-    assert metrics["dice"] == pytest.approx((16 / 19 + 6 / 9) / 2)
-    assert metrics["pixel_accuracy"] == pytest.approx(11 / 14)
-
-
 def test_metrics_skip_ignored_pixels():
     task = vh.Task("segmentation", backbone="lenet5", num_classes=2)
     metrics = task.new_metrics(None)
@@ -53,7 +40,8 @@ def test_metrics_skip_ignored_pixels():
     assert task.metric_values(metrics.compute())["pixel_accuracy"] == 1.0
 
 
-@pytest.mark.parametrize("head", ["unet", "segnet_lite", "fpn", "deeplabv3plus"])
+# SegNet unpools with pooling indices, which only the VGG bodies hand over: its own test below walks those.
+@pytest.mark.parametrize("head", [head for head in vh.list_heads("segmentation")["segmentation"] if head != "segnet"])
 @pytest.mark.parametrize("backbone", vh.list_backbones())
 def test_every_backbone_trains_a_step(backbone, head, bodies):
     body = bodies(backbone)

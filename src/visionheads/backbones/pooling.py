@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# The registry entries that hand indices over (tests/test_backbones.py checks this against every entry).
+# The registry entries that hand indices over (tests/backbones/test_backbones.py checks this against every entry).
 POOL_INDEXED_BACKBONES = ("vgg11_bn", "vgg16_bn")
 
 

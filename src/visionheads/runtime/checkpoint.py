@@ -1,7 +1,7 @@
 """The task checkpoint file: Lightning's layout (state_dict + hyper_parameters) plus a `visionheads` record.
 
 One layout serves `Task.save`, the run folder's best.pt/last.pt and Lightning's last.ckpt, so `vh.Task.load` and
-`SomeTask.load_from_checkpoint` read any of them. Files are read with `weights_only=True`: data, never code.
+`TaskModule.load_from_checkpoint` read any of them. Files are read with `weights_only=True`: data, never code.
 Version 1 files (visionheads 0.1's `Task.save`) still load; their weights are renamed to today's module layout.
 """
 
@@ -48,6 +48,13 @@ def write_task_file(path: str | Path, *, task: str, arguments: dict[str, Any], s
         "pytorch-lightning_version": L.__version__,
     }
     return write_atomically(path, lambda file: torch.save(payload, file))
+
+
+def record_arguments(path: Path, arguments: dict[str, Any]) -> None:
+    """Replace the task arguments a checkpoint file holds (atomically); its weights and training state stay."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload[ARGUMENTS_KEY] = {"name": payload[ARGUMENTS_KEY].get("name"), **arguments}
+    write_atomically(path, lambda file: torch.save(payload, file))
 
 
 def read_task_file(path: str | Path) -> SavedTask:

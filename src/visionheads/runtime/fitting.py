@@ -33,6 +33,7 @@ from visionheads.engine import (
     quiet_lightning,
 )
 from visionheads.errors import ConfigError, DataError, TrainingError, whole_number
+from visionheads.runtime.checkpoint import record_arguments
 from visionheads.runtime.evaluation import evaluate_source
 from visionheads.runtime.features import feature_loader
 from visionheads.runtime.history import History
@@ -135,7 +136,7 @@ def run_fit(task: RunnableTask, train: Any, val: Any, settings: FitSettings) -> 
     if checkpoint is not None:  # before anything in its folder is touched
         defaults = {f.name: f.default for f in dataclasses.fields(task.config) if f.default is not dataclasses.MISSING}
         check_resumable(task.name, task.config.arguments(), task.state_dict(), checkpoint, settings.record() | data,
-                        defaults)  # fmt: skip
+                        defaults, fitted=task.fitted_fields)  # fmt: skip
     first = not launched_as_another_process()  # under DDP, only the first process makes and fills the run folder
     if checkpoint is not None:
         run_dir = checkpoint.parent
@@ -156,7 +157,12 @@ def run_fit(task: RunnableTask, train: Any, val: Any, settings: FitSettings) -> 
     if val_source is not None and record.best_epoch not in (None, rows[-1]["epoch"]) and best_here:
         task.load_weights(run_dir / BEST_WEIGHTS)  # keep the best validated epoch, as Keras' restore_best_weights
     history = History(list(rows), run_dir, record.best_epoch, monitor)
-    task.set_config(**task.fitted_config(history))  # what a task learns from the fit itself (a threshold, say)
+    fitted = task.fitted_config(history)  # what a task learns from the fit itself (a threshold, say)
+    if fitted:
+        task.set_config(**fitted)
+        for name in CHECKPOINTS if first else ():  # the run's files hold it too: each loads as the fitted task
+            if (run_dir / name).is_file():
+                record_arguments(run_dir / name, task.config.arguments())
     if settings.plots:
         # Every process takes part in the evaluation (its metrics are synced across them); the first one draws.
         evaluation = evaluate_source(task, val_source, accelerator=settings.accelerator, devices=settings.devices,

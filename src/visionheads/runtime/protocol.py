@@ -41,6 +41,7 @@ class RunnableTask(Protocol):
     monitor: tuple[str, str]  # the validation value that picks the best epoch, and "min" or "max"
     fixed_input_size: bool  # every batch at one size (cuDNN's benchmark mode pays off)
     attackable: bool  # evaluation(attack=...) works
+    fitted_fields: tuple[str, ...]  # config fields the fit itself decides (fitted_config)
     model: Any  # a TaskModel (any nn.Module while a compiled one stands in for it during predict)
 
     # ----- declarations and state ---------------------------------------------------------------------------

@@ -37,11 +37,14 @@ def check_resumable(
     checkpoint: Path,
     settings: dict[str, Any],
     defaults: dict[str, Any] | None = None,
+    *,
+    fitted: tuple[str, ...] = (),
 ) -> None:
     """ConfigError, before anything is written, unless `checkpoint` holds a fit of this very task and plan.
 
     `arguments` and `state_dict` are the task's; `settings` are this fit's (FitSettings.record() plus its data);
-    `defaults` are the config fields' defaults, which stand for fields a run older than them does not record.
+    `defaults` are the config fields' defaults, which stand for fields a run older than them does not record;
+    `fitted` are fields the fit itself decides (a run that ended holds them), which are not compared.
     """
     saved = read_task_file(checkpoint)  # a truncated or foreign file is a one-line ConfigError here
     if saved.task != task_name:
@@ -49,7 +52,7 @@ def check_resumable(
                           f"{saved.task} task")  # fmt: skip
     recorded = (defaults or {}) | saved.arguments
     changed = [f"{key}: {recorded.get(key)!r} in the run, {value!r} now"
-               for key, value in arguments.items() if recorded.get(key) != value]  # fmt: skip
+               for key, value in arguments.items() if key not in fitted and recorded.get(key) != value]  # fmt: skip
     if changed:
         raise ConfigError(f"{checkpoint}: the run's task differs from this one ({_first(changed)}); resume with "
                           "the task the run was started with (its config.yaml)")  # fmt: skip

@@ -67,6 +67,7 @@ class Task(nn.Module):
     attackable: ClassVar[bool] = False  # evaluation(attack=...) works: losses on model(images), describe_predictions
     data_key: ClassVar[str | None] = None  # the sample key that marks this task's data, for clearer errors
     results_format: ClassVar[str | None] = None  # what write_results writes (evaluation(results=...)), if anything
+    fitted_fields: ClassVar[tuple[str, ...]] = ()  # config fields a fit decides (fitted_config), recorded in its files
 
     def __new__(cls, name: str | None = None, *args: Any, **kwargs: Any) -> Task:
         # Task("segmentation", ...) builds the registered subclass, as pathlib.Path("x") builds a PosixPath.
@@ -300,7 +301,7 @@ class Task(nn.Module):
         return []
 
     def fitted_config(self, history: History) -> dict[str, Any]:
-        """Config fields a finished fit decides (e.g. a threshold its best epoch chose); none by default."""
+        """Values of `fitted_fields` a finished fit decides (e.g. a threshold its best epoch chose); none by default."""
         return {}
 
     # ----- 7. explanations (hook) ----------------------------------------------------------------------------
@@ -406,9 +407,10 @@ class Task(nn.Module):
         if results is not None and self.results_format is None:
             writers = [name for name in list_tasks() if task_class(name).results_format]
             raise ConfigError(f"results= is for the tasks {', '.join(writers)}; the {self.name} task writes none")
+        source = self.source(data)
         evaluation = evaluate_source(
-            self, self.source(data), batch_size=batch_size, accelerator=accelerator, devices=devices,
-            distributed=distributed, precision=precision, progress=progress, attack=settings,
+            self, source, batch_size=batch_size, accelerator=accelerator, devices=devices, distributed=distributed,
+            precision=precision, progress=progress, attack=settings,
         )  # fmt: skip
         if results is not None:
             self.write_results(evaluation, Path(results))

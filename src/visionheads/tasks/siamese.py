@@ -74,6 +74,7 @@ class SiameseTask(Task):
     name = "siamese"
     config_type = SiameseConfig
     monitor = ("val_prototype_accuracy", "max")
+    fitted_fields = ("threshold",)
     # 1. heads: pooled deepest map -> projection -> unit vector; the same weights for both inputs of a pair
     heads = {"embedding": EmbeddingHead}
     default_head = "embedding"

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 import visionheads as vh
+from visionheads import _names
 from visionheads.backbones import backbone_entry
 from visionheads.cli import _parser, main
 from visionheads.data.catalog import is_builtin, parse_coco_spec
 from visionheads.recipes import load_recipe, parse_overrides
 from visionheads.runtime.fitting import STRATEGIES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PLACEHOLDERS = ("RECIPE", "CKPT", "IMAGE", "DATA", "<recipe>", "...", " [")  # prose shorthand, not commands
 
@@ -121,3 +122,14 @@ def _write(recipe: dict) -> Path:
     path = Path(tempfile.mkdtemp()) / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
+
+
+def test_the_readme_table_names_exactly_the_heads_each_task_has():
+    # Its "What is in it" table: one row per task, its heads in backticks in the second column.
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        task = cells[0].strip("`")
+        if line.startswith("|") and len(cells) > 2 and task in _names.TASK_HEADS:
+            rows[task] = sorted(re.findall(r"`(\w+)`", cells[1]))
+    assert rows == {task: vh.list_heads(task)[task] for task in _names.TASK_HEADS}

@@ -20,7 +20,7 @@ from visionheads.cli import _output_stems, main
 from visionheads.data import catalog
 from visionheads.data.masks import mask_palette, save_mask
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 HEAVY = ("torch", "torchvision", "timm", "lightning", "segmentation_models_pytorch", "albumentations", "matplotlib")
 
 

@@ -16,7 +16,7 @@ import pytest
 import visionheads as vh
 
 pytestmark = pytest.mark.distributed
-SCRIPT = Path(__file__).with_name("ddp_fit.py")
+SCRIPT = Path(__file__).resolve().parents[1] / "helpers" / "ddp_fit.py"
 KEYS = {"classification": "macro_f1", "segmentation": "miou", "regression": "rmse"}
 
 

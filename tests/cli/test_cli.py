@@ -15,7 +15,7 @@ import visionheads as vh
 from visionheads.cli import main
 from visionheads.recipes import load_recipe
 
-RECIPES = Path(__file__).resolve().parents[1] / "tasks"
+RECIPES = Path(__file__).resolve().parents[2] / "tasks"
 
 
 def _tiny_recipe(tmp_path: Path) -> Path:

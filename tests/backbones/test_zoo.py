@@ -16,7 +16,7 @@ from visionheads.backbones import WeightsInfo, describe_backbone, describe_backb
 from visionheads.cli import main
 
 SMALL = 96  # at least every built-in backbone's smallest input (inception_v3: 75) and a multiple of 32
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "backbones.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "backbones.md"
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import visionheads as vh
+from visionheads.cli import main
 from visionheads.runtime.checkpoint import read_task_file
 
 FIT = {"train": "digits:train[:256]", "val": "digits:val[:64]", "epochs": 4, "batch_size": 32, "lr": 3e-3}
@@ -188,3 +189,190 @@ def test_a_run_saved_before_a_config_field_existed_still_resumes(tmp_path):
         vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16, standardize_images=True).fit(
             **FIT, resume=run, project=tmp_path
         )
+
+
+def test_fits_racing_for_one_run_name_all_get_their_own_folder(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from visionheads.engine import new_run_dir
+
+    (tmp_path / "classification" / "same").mkdir(parents=True)  # an earlier run took the name
+    with ThreadPoolExecutor(8) as pool:
+        folders = list(pool.map(lambda _: new_run_dir(tmp_path, "classification", "same"), range(32)))
+    assert len(set(folders)) == 32 and all(folder.is_dir() for folder in folders)
+    assert {folder.name for folder in folders} == {f"same-{n}" for n in range(2, 34)}
+
+
+# ----- weights files: every tensor fits, or a ConfigError that lists what does not ---------------------------------
+
+
+class _PowerCut:
+    """A Lightning callback raising as epoch `epoch` (from 1) starts: the epochs before it are finished and saved."""
+
+    def __new__(cls, epoch: int):
+        import lightning as L
+
+        class PowerCut(L.Callback):
+            def on_train_epoch_start(self, trainer, module):
+                if trainer.current_epoch + 1 == epoch:
+                    raise RuntimeError("power cut")
+
+        return PowerCut()
+
+
+def _hashes(folder):
+    import hashlib
+
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_refused_resume_leaves_the_run_folder_unchanged_hash_for_hash(tmp_path):
+    fit = {"train": "digits:train[:64]", "val": "digits:val[:32]", "epochs": 3, "batch_size": 32,
+           "project": tmp_path, "name": "cut", "plots": False, "progress": False, "checkpoint_every": 0}  # fmt: skip
+    with pytest.raises(RuntimeError, match="power cut"):
+        vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(**fit, callbacks=[_PowerCut(2)])
+    run = tmp_path / "classification" / "cut"
+    before = _hashes(run)
+    assert {"last.ckpt", "metrics.csv", "config.yaml", "best.pt"} <= {p.name for p in before}
+
+    def resume(task_arguments, reason, **changes):
+        task = vh.Task(**{"name": "classification", "backbone": "lenet5", "in_chans": 1, "image_size": 16}
+                       | task_arguments)  # fmt: skip
+        with pytest.raises(vh.ConfigError, match=reason):
+            task.fit(**fit | {"name": None, "resume": run} | changes)
+        assert _hashes(run) == before and {p.name for p in (tmp_path / "classification").iterdir()} == {"cut"}
+
+    resume({"backbone": "simple_cnn"}, r"the run's task differs from this one \(backbone: 'lenet5' in the run")
+    resume({"name": "siamese"}, "a classification checkpoint, given to a siamese fit")
+    resume({"image_size": 20}, r"image_size: 16 in the run, 20 now")
+    resume({}, r"changes epochs=3 in the run, 5 now .*learning-rate schedule", epochs=5)
+    resume({}, r"changes batch_size=32 in the run, 16 now", batch_size=16)
+    resume({}, r"changes train='digits:train\[:64\]' in the run, 'digits:train\[:48\]' now", train="digits:train[:48]")
+    checkpoint = run / "last.ckpt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:5000])  # a copy cut short by a full disk
+    before = _hashes(run)
+    resume({}, r"last.ckpt: not a readable visionheads checkpoint")
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_resume(tmp_path):
+    fit = {"train": "digits:train[:64]", "val": False, "epochs": 1, "batch_size": 32, "project": tmp_path,
+           "plots": False, "progress": False}  # fmt: skip
+    run = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(**fit).run_dir
+    with pytest.raises(vh.ConfigError, match=r"the run finished all its 1 epoch\(s\); there is nothing to resume"):
+        vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(**fit, resume=run)
+
+
+# ----- a fit that cannot go on: NaN loss, signals, and what is left on disk -----------------------------------------
+
+
+_TINY_FIT = {"train": "digits:train[:64]", "val": "digits:val[:32]", "epochs": 3, "batch_size": 32,
+             "plots": False, "progress": False, "checkpoint_every": 0}  # fmt: skip
+
+
+class _AtEpoch:
+    """A Lightning callback running `action(trainer)` as epoch `epoch` (from 1) starts."""
+
+    def __new__(cls, epoch: int, action):
+        import lightning as L
+
+        class AtEpoch(L.Callback):
+            def on_train_epoch_start(self, trainer, module):
+                if trainer.current_epoch + 1 == epoch:
+                    action(trainer)
+
+        return AtEpoch()
+
+
+def _poison_the_weights(trainer):  # as an overflow in the previous step would leave them
+    for parameter in trainer.lightning_module.parameters():
+        parameter.data.fill_(float("nan"))
+
+
+def test_a_loss_that_turns_nan_stops_the_fit_naming_epoch_and_batch_and_keeps_the_last_good_checkpoint(tmp_path):
+    import torch
+
+    from visionheads.runtime.checkpoint import read_task_file
+
+    task = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16)
+    with pytest.raises(vh.TrainingError, match=r"loss became (nan|inf) at epoch 2, batch 1; .*Lower lr"):
+        task.fit(**_TINY_FIT, project=tmp_path, name="nan", callbacks=[_AtEpoch(2, _poison_the_weights)])
+    saved = read_task_file(tmp_path / "classification" / "nan" / "last.ckpt")
+    assert saved.epoch == 1 and all(torch.isfinite(v).all() for v in saved.state_dict.values() if v.is_floating_point())
+    assert (tmp_path / "classification" / "nan" / "best.pt").is_file()
+
+
+def test_a_fit_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path):
+    def fail(trainer):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(
+            **_TINY_FIT, project=tmp_path, callbacks=[_AtEpoch(1, fail)]
+        )
+    with pytest.raises(vh.ConfigError, match="invalid training option"):
+        vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(
+            **_TINY_FIT, project=tmp_path, accelerator="abacus"
+        )
+    assert not any((tmp_path / "classification").iterdir())
+
+
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_and_sigterm_exit_130_and_143_with_the_resume_state_saved(signal_name, code, monkeypatch, capsys):
+    import os
+    import signal
+
+    from visionheads.runtime import fitting
+    from visionheads.runtime.checkpoint import read_task_file
+
+    def send(trainer):
+        os.kill(os.getpid(), getattr(signal, signal_name))
+
+    build = fitting.build_trainer
+    monkeypatch.setattr(fitting, "build_trainer", lambda **kw: build(**kw | {"callbacks": [_AtEpoch(3, send)]}))
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        arguments = [f"{key}={value}" for key, value in _TINY_FIT.items() if key != "progress"]
+        command = ["fit", "classification", "backbone=lenet5", "in_chans=1", "image_size=16", "name=cut", *arguments]
+        if signal_name == "SIGINT":
+            assert main(command) == code
+        else:
+            with pytest.raises(SystemExit) as stop:
+                main(command)
+            assert stop.value.code == code
+    finally:
+        signal.signal(signal.SIGINT, sigint)  # Lightning ignores further Ctrl-C after a graceful shutdown
+    assert "resume=runs/classification/cut" in capsys.readouterr().err
+    assert read_task_file("runs/classification/cut/last.ckpt").epoch == 2
+
+
+def test_every_number_of_steps_gives_a_one_cycle_schedule_that_runs_to_its_end():
+    import torch
+
+    from visionheads.runtime.module import one_cycle_warmup
+
+    for steps in range(1, 60):  # 5 steps (160 images, batch 32, 1 epoch) divided by zero inside OneCycleLR
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=1e-3, total_steps=steps, pct_start=one_cycle_warmup(steps)
+        )
+        for _ in range(steps):
+            optimizer.step()
+            schedule.step()
+
+
+def test_a_fit_of_exactly_five_steps_trains():
+    history = vh.Task("classification", backbone="lenet5", in_chans=1, image_size=16).fit(
+        "digits:train[:160]", val=False, epochs=1, batch_size=32, plots=False, progress=False
+    )
+    assert len(history.rows) == 1
+
+
+def test_one_sample_batches_never_reach_training():
+    import numpy as np
+
+    images, labels = np.random.default_rng(0).integers(0, 255, (33, 32, 32, 1), dtype=np.uint8), np.arange(33) % 2
+    task = vh.Task("classification", backbone="resnet18", in_chans=1, image_size=32)  # BatchNorm on 1x1 maps
+    loader = task.data_loader((images, labels), train=True, batch_size=32)
+    assert [len(batch["label"]) for batch in loader] == [32]  # the 33rd sample's batch of one is dropped
+    with pytest.raises(vh.DataError, match="1 training sample; training needs at least 2"):
+        task.fit((images[:1], labels[:1]), val=False, epochs=1)

@@ -2,10 +2,10 @@
 resume it in two processes to the end, then evaluate the cases of ddp_metrics.py in the same two processes; the
 first process writes what it saw as JSON.
 
-    python tests/ddp_fit.py PROJECT OUT.json
+    python tests/helpers/ddp_fit.py PROJECT OUT.json
 
 Lightning starts the second process by running this script again (with LOCAL_RANK=1), so both processes go through
-every step in turn. tests/test_distributed.py checks the run folder, compares with a single-process fit and with
+every step in turn. tests/runtime/test_distributed.py checks the run folder, compares with a single-process fit and with
 single-process metrics. (One script for both saves starting two more processes, about 20 s.)
 """
 
@@ -16,9 +16,9 @@ import sys
 
 import lightning as L
 import torch.distributed as dist
+from ddp_metrics import cases
 
 import visionheads as vh
-from ddp_metrics import cases
 
 # Two processes of 16 images per batch take the steps one process takes with batches of 32.
 FIT = {"train": "digits:train[:384]", "val": "digits:val[:101]", "epochs": 4, "lr": 3e-3, "progress": False,

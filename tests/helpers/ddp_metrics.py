@@ -1,4 +1,4 @@
-"""Three evaluation cases, evaluated in two processes by ddp_fit.py and in one by tests/test_distributed.py.
+"""Three evaluation cases, evaluated in two processes by ddp_fit.py and in one by tests/runtime/test_distributed.py.
 
 Each case's data alternates two kinds of sample, so the two processes (which take every other sample) see
 different halves: an average of per-process metrics would differ from the dataset-wide value.
