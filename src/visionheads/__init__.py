@@ -14,6 +14,7 @@ from visionheads.errors import ConfigError, DataError, TrainingError, VisionHead
 if TYPE_CHECKING:
     from visionheads import backbones, data
     from visionheads.backbones import create_backbone, list_backbones
+    from visionheads.deploy import load_exported
     from visionheads.recipes import run_recipe
     from visionheads.tasks import Evaluation, History, Task, TaskModule, TrainingPlan, list_tasks
 
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _LAZY = {
     "create_backbone": "visionheads.backbones",
+    "load_exported": "visionheads.deploy",
     "list_backbones": "visionheads.backbones",
     "run_recipe": "visionheads.recipes",
     "Evaluation": "visionheads.tasks",
@@ -80,5 +82,6 @@ __all__ = [
     "list_backbones",
     "list_heads",
     "list_tasks",
+    "load_exported",
     "run_recipe",
 ]

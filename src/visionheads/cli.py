@@ -7,7 +7,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from visionheads.errors import ConfigError, VisionHeadsError
 
@@ -101,6 +101,16 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     explain.add_argument("--stage", type=int, default=-1, help="the body's stage to explain at (default: the deepest)")
     explain.set_defaults(run=_explain)
+
+    export = sub.add_parser("export", help="write a saved task as an ONNX, TorchScript or ExportedProgram file")
+    export.add_argument("checkpoint")
+    export.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "exported-program"])
+    export.add_argument("--out", help="the file to write (default: beside the checkpoint, .onnx/.torchscript/.pt2)")
+    export.add_argument("--part", help="autoencoder: reconstruct (default), encode or decode")
+    export.add_argument("--static", action="store_true", help="fix the batch and image size to the example's")
+    export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    export.add_argument("--half", action="store_true", help="float16 weights, for a CUDA device (needs one)")
+    export.set_defaults(run=_export)
 
     listing = sub.add_parser("list", help="list backbones, tasks, heads or built-in datasets")
     listing.add_argument("what", choices=["backbones", "tasks", "heads", "datasets"])
@@ -212,17 +222,16 @@ def _with_images(data: str, images: str) -> dict[str, Any]:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import visionheads as vh
     from visionheads.data.masks import save_mask
 
-    task = vh.Task.load(args.checkpoint)
+    task = _predictor(args.checkpoint)
     if task.name == "siamese":
         return _compare(task, args.images)
     results = task.predict(args.images)
     out = Path(args.out)
     stems = _output_stems(args.images)
     if task.name == "detection":
-        return _write_detections(task, args.images, stems, results, out)
+        return _write_detections(task.in_chans, args.images, stems, results, out)
     for image, stem, result in zip(args.images, stems, results, strict=False):
         if getattr(result, "ndim", 0) == 2:  # a mask: too big to print, written as a palette PNG of class indices
             shown = f"mask saved to {save_mask(result, out / f'{stem}_mask.png')}"
@@ -231,6 +240,19 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             shown = {k: v for k, v in result.items() if k != "probs"} if isinstance(result, dict) else result
         echo(f"{image}: {shown}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import visionheads as vh
+    from visionheads.deploy.metadata import FORMATS
+
+    task = vh.Task.load(args.checkpoint)
+    out = args.out or str(Path(args.checkpoint).with_suffix("")) + (f"_{args.part}" if args.part else "") + FORMATS[
+        args.format]  # fmt: skip
+    path = task.export(out, format=args.format, part=args.part, dynamic=not args.static, opset=args.opset,
+                       half=args.half)  # fmt: skip
+    echo(f"{task.name} ({task.config.head}) exported as {args.format}: {path}")
     return 0
 
 
@@ -271,7 +293,31 @@ def _output_stems(images: list[str]) -> list[str]:
     return stems
 
 
-def _compare(task: Any, images: list[str]) -> int:
+class _Predictor(NamedTuple):
+    """What predict uses of a checkpoint or an exported file."""
+
+    name: str
+    predict: Any
+    verify: Any
+    in_chans: int
+
+
+def _predictor(path: str) -> _Predictor:
+    # An exported file (.onnx, .torchscript, .pt2) runs on the light runtime; anything else is a checkpoint.
+    from visionheads.deploy.metadata import FORMATS
+
+    if path.endswith(tuple(FORMATS.values())):
+        from visionheads.deploy import load_exported
+
+        model = load_exported(path)
+        return _Predictor(model.task, model.predict, model.verify, model.metadata.in_chans)
+    import visionheads as vh
+
+    task = vh.Task.load(path)
+    return _Predictor(task.name, task.predict, getattr(task, "verify", None), task.config.in_chans)
+
+
+def _compare(task: _Predictor, images: list[str]) -> int:
     if len(images) != 2:
         print("visionheads: error: a siamese task compares two images: predict CKPT a.png b.png", file=sys.stderr)
         return 2
@@ -281,7 +327,7 @@ def _compare(task: Any, images: list[str]) -> int:
     return 0
 
 
-def _write_detections(task: Any, images: list[str], stems: list[str], results: list[dict], out: Path) -> int:
+def _write_detections(in_chans: int, images: list[str], stems: list[str], results: list[dict], out: Path) -> int:
     from visionheads.metrics.coco import results_list
     from visionheads.runtime.inference import image_arrays
     from visionheads.tasks.detection import write_coco_results
@@ -289,7 +335,7 @@ def _write_detections(task: Any, images: list[str], stems: list[str], results: l
 
     for image_id, (image, stem, result) in enumerate(zip(images, stems, results, strict=True), start=1):
         shown = ", ".join(f"{n} {s:.2f}" for n, s in zip(result["labels"], result["scores"], strict=True) if s >= 0.5)
-        array = image_arrays([image], task.config.in_chans)[0]
+        array = image_arrays([image], in_chans)[0]
         picture = draw_detections(array, result, out / f"{stem}_detections.png")
         echo(f"{image} (image_id {image_id}): {len(result['boxes'])} detection(s); {shown or 'none'} >= 0.5; {picture}")
     path = write_coco_results(results_list(range(1, len(results) + 1), results), out / "detections.json")

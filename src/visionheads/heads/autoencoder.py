@@ -52,7 +52,7 @@ class MirroredDecoder(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         """latent: (B, latent_dim). Returns: logits (B, out_features, grid * s_last, grid * s_last)."""
-        x = self.expand(latent).view(len(latent), self.width, self.grid, self.grid)
+        x = self.expand(latent).view(-1, self.width, self.grid, self.grid)  # -1: a batch of any size, also exported
         return self.output(self.stages(x))
 
 

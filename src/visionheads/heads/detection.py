@@ -31,6 +31,30 @@ def pyramid_stages(strides: Sequence[int]) -> list[int]:
     return [i for i, s in enumerate(strides) if s >= MIN_PYRAMID_STRIDE] or [len(strides) - 1]
 
 
+class SizedTransform(GeneralizedRCNNTransform):
+    """torchvision's transform, resizing evaluation images to an explicit size.
+
+    torchvision resizes by a scale factor whose output size it then recomputes; a traced export (ONNX, TorchScript)
+    keeps the factor as a float32 tensor and samples at slightly other places, so an exported detector found other
+    boxes than the eager one on images whose long side limits the scale. Here the size is worked out as torchvision
+    works it out (floor of side x scale, in double precision) and handed to the interpolation, the same in eager
+    mode (where the results equal torchvision's) and in a traced graph.
+    """
+
+    def resize(self, image: torch.Tensor, target: dict[str, torch.Tensor] | None = None) -> tuple:
+        if self.training or target is not None:
+            return super().resize(image, target)
+        sides = torch.stack([torch.as_tensor(side) for side in image.shape[-2:]]).to(torch.float64)  # (2,)
+        # Double-precision tensors, not Python floats: the ONNX exporter turns float / tensor into float32 arithmetic
+        low, high = (torch.tensor(float(v), dtype=torch.float64) for v in (self.min_size[-1], self.max_size))
+        scale = torch.minimum(low / sides.min(), high / sides.max())
+        size = torch.floor(sides * scale).to(torch.int64)
+        if not torch.jit.is_tracing():
+            size = size.tolist()  # plain ints in eager mode; traced values stay in the graph
+        resized = nn.functional.interpolate(image[None], size=(size[0], size[1]), mode="bilinear", align_corners=False)
+        return resized[0], None
+
+
 class FasterRCNNHead(nn.Module):
     """torchvision's Faster R-CNN around any body: FPN -> RPN -> RoI heads; `num_classes` counts the background.
 
@@ -68,7 +92,7 @@ class FasterRCNNHead(nn.Module):
         sizes = tuple(anchor_sizes) if anchor_sizes is not None else tuple(ANCHOR_SIZE_PER_STRIDE * s for s in levels)
         if len(sizes) != len(levels):
             raise ValueError(f"anchor_sizes {list(sizes)} must give one size per pyramid level (strides {levels})")
-        self.transform = GeneralizedRCNNTransform(
+        self.transform = SizedTransform(
             min_size, max_size, image_mean=[0.0], image_std=[1.0], size_divisible=max(32, levels[-1])
         )
         self.fpn = FeaturePyramidNetwork(

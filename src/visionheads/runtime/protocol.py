@@ -42,6 +42,7 @@ class RunnableTask(Protocol):
     fixed_input_size: bool  # every batch at one size (cuDNN's benchmark mode pays off)
     attackable: bool  # evaluation(attack=...) works
     fitted_fields: tuple[str, ...]  # config fields the fit itself decides (fitted_config)
+    export_parts: tuple[str, ...]  # the graphs export can write
     model: Any  # a TaskModel (any nn.Module while a compiled one stands in for it during predict)
 
     # ----- declarations and state ---------------------------------------------------------------------------
@@ -111,6 +112,8 @@ class RunnableTask(Protocol):
     def decode(self, outputs: Any, sizes: list[tuple[int, int]]) -> list[Any]: ...
 
     def describe_predictions(self, outputs: Any, batch: dict[str, Any]) -> list[tuple[str, bool | None]]: ...
+
+    def export_graph(self, part: str) -> Any: ...  # an ExportGraph (runtime/export.py)
 
     # ----- after a fit ----------------------------------------------------------------------------------------
     def fitted_config(self, history: History) -> dict[str, Any]: ...

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
@@ -23,6 +24,7 @@ from visionheads.data.transforms import eval_pipeline, train_pipeline
 from visionheads.errors import ConfigError, one_of
 from visionheads.heads import AutoencoderHead, DenoisingHead, VAEHead
 from visionheads.heads.autoencoder import DEFAULT_NOISE, DEFAULT_NOISE_LEVEL
+from visionheads.runtime.export import ExportGraph
 from visionheads.runtime.inference import image_batches
 from visionheads.runtime.passes import Evaluation
 from visionheads.runtime.registry import register_task
@@ -55,6 +57,7 @@ class AutoencoderTask(Task):
     # 1. heads: the body's deepest map -> latent_dim numbers -> a decoder mirroring the body -> logits per pixel
     heads = {"conv": AutoencoderHead, "denoising": DenoisingHead, "vae": VAEHead}
     default_head = "conv"
+    export_parts = ("reconstruct", "encode", "decode")
 
     def head_outputs(self) -> int:
         return self.config.in_chans
@@ -202,6 +205,24 @@ class AutoencoderTask(Task):
         return likelihood - _kl(outputs["mean"], outputs["log_variance"])
 
     # 5. predictions: reconstructions at each image's size; codes; anomaly scores; samples and interpolations
+    def export_outputs(self, batch: dict[str, Any], part: str) -> dict[str, torch.Tensor]:
+        """reconstruct: pixels (B, C, H, W) in [0, 1] at the input's size; encode: codes (B, latent_dim) (the VAE's
+        means)."""
+        if part == "encode":
+            code = self.head.encode(self.backbone(batch["image"]))
+            return {"codes": (code[0] if self.variational else code).float()}
+        return {"pixels": self.prediction_outputs(batch)["logits"].float().sigmoid()}
+
+    def export_graph(self, part: str) -> ExportGraph:
+        """reconstruct and encode: uint8 images in; decode: codes (B, latent_dim) in, pixels (B, C, h, w) out."""
+        if part != "decode":
+            graph = super().export_graph(part)
+            graph.dynamic_axes = (0,)  # the bottleneck flattens the deepest map of the task's image size: batch only
+            return graph
+        latent = int(self.config.head_options["latent_dim"])
+        example = torch.randn(2, latent, generator=torch.Generator().manual_seed(0))
+        return ExportGraph(_Decoder(self.head.decoder), example, "codes", (0,), ("pixels",))
+
     def decode(self, outputs: dict[str, Any], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
         """Reconstructions as HxWxC uint8 arrays, at each image's own size."""
         return _to_images(outputs["logits"].float().sigmoid(), sizes)
@@ -282,6 +303,17 @@ class AutoencoderTask(Task):
 def _kl(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(log_variance)) || N(0, I)) per image, in nats: (B,)."""
     return -0.5 * (1 + log_variance.float() - mean.float().square() - log_variance.float().exp()).sum(dim=1)
+
+
+class _Decoder(nn.Module):
+    """Latent codes (B, latent_dim) to pixels (B, C, h, w) in [0, 1] through the head's decoder."""
+
+    def __init__(self, decoder: nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, codes: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.decoder(codes).float().sigmoid(),)
 
 
 def _draws(draw: Any, like: torch.Tensor, seeds: list[int] | None) -> torch.Tensor:

@@ -43,6 +43,7 @@ from visionheads.runtime.attacks import AttackSettings, robustness_figures
 from visionheads.runtime.checkpoint import read_task_file, write_task_file
 from visionheads.runtime.evaluation import evaluate_source
 from visionheads.runtime.explain import Target, cam_type, class_activation_maps, first_conv, stage_index
+from visionheads.runtime.export import ExportGraph, export_task, images_graph
 from visionheads.runtime.features import FEATURES
 from visionheads.runtime.fitting import FitSettings, run_fit
 from visionheads.runtime.history import History
@@ -68,6 +69,7 @@ class Task(nn.Module):
     data_key: ClassVar[str | None] = None  # the sample key that marks this task's data, for clearer errors
     results_format: ClassVar[str | None] = None  # what write_results writes (evaluation(results=...)), if anything
     fitted_fields: ClassVar[tuple[str, ...]] = ()  # config fields a fit decides (fitted_config), recorded in its files
+    export_parts: ClassVar[tuple[str, ...]] = ("predict",)  # the graphs export() can write, the first by default
 
     def __new__(cls, name: str | None = None, *args: Any, **kwargs: Any) -> Task:
         # Task("segmentation", ...) builds the registered subclass, as pathlib.Path("x") builds a PosixPath.
@@ -291,6 +293,15 @@ class Task(nn.Module):
         """A short caption of each image's prediction in a batch, and whether it is right (None: not judged)."""
         raise NotImplementedError
 
+    def export_outputs(self, batch: dict[str, Any], part: str) -> dict[str, torch.Tensor]:
+        """What an exported graph of `part` returns for a batch of normalised images: named tensors that the light
+        runtime (visionheads.deploy) decodes as `decode` does."""
+        raise NotImplementedError
+
+    def export_graph(self, part: str) -> ExportGraph:
+        """The graph `export` writes for `part`: by default uint8 images (B, C, H, W) in, `export_outputs` out."""
+        return images_graph(self, lambda batch: self.export_outputs(batch, part))
+
     def write_results(self, evaluation: Evaluation, path: Path) -> Path:
         """Write an evaluation's per-image results as `results_format` says (detection: a COCO results JSON)."""
         raise NotImplementedError
@@ -426,6 +437,27 @@ class Task(nn.Module):
         image, at its size. Images are read batch by batch. `compile=True` runs the model through torch.compile
         (inductor; a string names another torch.compile backend), compiled on first use and kept for the task."""
         return predictions(self, images, batch_size=batch_size, compile=compile)
+
+    def export(
+        self,
+        path: str | Path,
+        *,
+        format: str = "onnx",
+        part: str | None = None,
+        dynamic: bool = True,
+        opset: int | None = None,
+        half: bool = False,
+    ) -> Path:
+        """Write the model as an ONNX (`.onnx`), TorchScript (`.torchscript`) or ExportedProgram (`.pt2`) file that
+        carries what using it needs (task, classes, input size and channels, mean/std, thresholds, config); load it
+        with `vh.load_exported(path)`, whose `predict` gives what `Task.predict` gives.
+
+        The graph takes uint8 images (B, C, H, W) (detection: one (C, H, W) image of any size) and normalises them
+        itself. `part`: one of `export_parts` (the autoencoder's "reconstruct", "encode", "decode"). `dynamic`: the
+        batch and image size may vary; `opset`: the ONNX opset (default: the exporter's); `half`: float16 weights for
+        a CUDA device.
+        """
+        return export_task(self, path, format=format, part=part, dynamic=dynamic, opset=opset, half=half)
 
     def save(self, path: str | Path) -> Path:
         """Write config and weights to one file (atomically); `vh.Task.load` and `load_from_checkpoint` read it."""

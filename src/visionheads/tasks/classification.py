@@ -123,6 +123,10 @@ class ClassificationTask(Task):
             for p in probabilities
         ]
 
+    def export_outputs(self, batch: dict[str, Any], part: str) -> dict[str, torch.Tensor]:
+        """probs (B, K): the softmax of the logits."""
+        return {"probs": self.prediction_outputs(batch).float().softmax(dim=1)}
+
     def describe_predictions(self, outputs: torch.Tensor, batch: dict[str, Any]) -> list[tuple[str, bool | None]]:
         names = self.class_names or [str(i) for i in range(outputs.shape[1])]
         predicted, true = outputs.argmax(dim=1).tolist(), batch["label"].tolist()

@@ -20,6 +20,7 @@ from visionheads.data.voc import VOCFolder
 from visionheads.errors import ConfigError, DataError
 from visionheads.heads import FasterRCNNHead, MaskRCNNHead
 from visionheads.metrics.coco import STAT_NAMES, COCOEvaluation, coco_backend
+from visionheads.runtime.export import ExportGraph, images_graph
 from visionheads.runtime.passes import Evaluation
 from visionheads.runtime.registry import register_task
 from visionheads.tasks.base import Task
@@ -76,7 +77,7 @@ class RCNN(HeadOnBody):
     forward = detect
 
     def _run(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None) -> tuple[list, dict]:
-        sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+        sizes = [(image.shape[-2], image.shape[-1]) for image in images]  # not int(): a traced export keeps them
         batch, targets = self.head.transform(images, targets)  # resized to min_size/max_size, padded
         detections, losses = self.head(self.body(batch.tensors), batch, targets)
         if not self.training:
@@ -276,6 +277,15 @@ class DetectionTask(Task):
         return write_coco_results(evaluation.computed["results"], path)
 
     # 5. predictions: boxes in each image's own pixels, label names, scores (and masks), best first
+    def export_graph(self, part: str) -> ExportGraph:
+        """One uint8 image (C, H, W) of any size in (R-CNN resizes it itself), its detections out."""
+        return images_graph(self, lambda batch: self.export_outputs(batch, part), batched=False)
+
+    def export_outputs(self, batch: dict[str, Any], part: str) -> dict[str, torch.Tensor]:
+        """The one image's boxes (N, 4) xyxy in its pixels, labels (N,), scores (N,)[, masks (N, 1, H, W)]."""
+        (found,) = self.prediction_outputs(batch)
+        return {key: found[key] for key in ("boxes", "labels", "scores", "masks") if key in found}
+
     def decode(self, outputs: list[dict[str, torch.Tensor]], sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
         names = self._names()
         categories = _category_lookup(self.config.category_ids or range(1, self.num_classes), self.num_classes)

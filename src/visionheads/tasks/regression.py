@@ -161,6 +161,10 @@ class RegressionTask(Task):
         values = self.values(outputs).detach().cpu().numpy()
         return [float(v[0]) if len(v) == 1 else v for v in values]
 
+    def export_outputs(self, batch: dict[str, Any], part: str) -> dict[str, torch.Tensor]:
+        """values (B, D): degrees for angles (atan2 of the head's cos and sin), else the target's own scale."""
+        return {"values": self.values(self.prediction_outputs(batch))}
+
     def derotate(self, images: Any) -> list[np.ndarray]:
         """The images turned upright: each rotated back by its predicted angle."""
         items = image_arrays(images, self.config.in_chans)

@@ -24,6 +24,7 @@ from visionheads.errors import ConfigError, DataError
 from visionheads.heads import DeepLabV3PlusHead, FPNHead, SegNetHead, SegNetLiteHead, UnetHead
 from visionheads.metrics import confusion_metrics
 from visionheads.runtime.explain import Target
+from visionheads.runtime.export import ExportGraph
 from visionheads.runtime.passes import Evaluation
 from visionheads.runtime.registry import register_task
 from visionheads.tasks.base import Task
@@ -159,6 +160,19 @@ class SegmentationTask(Task):
                 scores = F.interpolate(scores[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
             masks.append(scores.argmax(dim=0).cpu().numpy().astype(np.int64))
         return masks
+
+    def export_graph(self, part: str) -> ExportGraph:
+        """As every task's; SegNet's unpooling checks its indices as tensors, which TorchScript tracing cannot hold,
+        and its exported sizes are the task's image size."""
+        graph = super().export_graph(part)
+        if isinstance(self.model, PoolIndexedModel):
+            graph.traceable = False
+            graph.dynamic_axes = (0,)  # the unpooled sizes follow the task's image size: a batch of any size only
+        return graph
+
+    def export_outputs(self, batch: dict[str, Any], part: str) -> dict[str, torch.Tensor]:
+        """scores (B, K, H, W) at the input's size; the runtime resizes them to each image's and takes the argmax."""
+        return {"scores": self.prediction_outputs(batch).float()}
 
     # 6. figures
     def figures(self, evaluation: Evaluation, out_dir: Path) -> list[Path]:

@@ -178,6 +178,10 @@ class SiameseTask(Task):
         """One unit embedding (D,) per image."""
         return list(outputs.float().cpu().numpy())
 
+    def export_outputs(self, batch: dict[str, Any], part: str) -> dict[str, torch.Tensor]:
+        """embeddings (B, D): unit vectors, as predict gives them."""
+        return {"embeddings": self.prediction_outputs(batch).float()}
+
     def verify(self, pairs: list[tuple[Any, Any]], *, batch_size: int = 64) -> list[dict[str, Any]]:
         """Whether the two images of each pair `(a, b)` show the same class: `{"same": bool, "score": cosine
         similarity}`, "same" at or above the threshold fit chose (0.5 before a fit)."""
