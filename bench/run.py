@@ -1,11 +1,12 @@
 """One table of speed and memory ratios, each side by side in this one process (median of >= 3 paired runs).
 
-    python bench/run.py [--repeats 3] [--only fit,predict,augment,coco,memory] [--flowers DIR]
+    python bench/run.py [--repeats 3] [--only fit,predict,onnx,augment,coco,memory] [--flowers DIR]
 
 | row | ours | baseline | target |
 |---|---|---|---|
 | fit | Task.fit | a plain PyTorch loop (same model, data, batch, optimiser; bench/fit_throughput.py) | >= 0.95x |
 | predict | predict(compile=True): channels-last, torch.compile | plain eager inference of the same model | >= 1.3x |
+| onnx | the exported ONNX file's predict on onnxruntime | eager Task.predict on the same images | >= 1.3x, batch 1 |
 | augment | our train augmentation (albumentations) | the same pipeline in torchvision.transforms.v2 | >= 4.5x |
 | coco bbox / segm | COCO evaluation, default backend | pycocotools; the 12 stats must be identical | >= 10x / >= 3x |
 | memory | peak RSS of evaluate on 2,000 images | the same on 200 images (ratio: lower is better) | <= 1.5x |
@@ -95,6 +96,37 @@ def predict_row(repeats: int, count: int = 64) -> Row:
     eager()
     ours, base, ratio = paired(lambda: timed(compiled), lambda: timed(eager), repeats)
     return (f"predict(compile=True) vs eager (s, resnet18, {count} images at 224)", ours, base, ratio, ">= 1.3")
+
+
+# ----- exported models ------------------------------------------------------------------------------------
+def onnx_rows(repeats: int, count: int = 32) -> list[Row]:
+    """The exported ONNX file under onnxruntime against eager Task.predict, batch 1 and 32, on the same images."""
+    rng = np.random.default_rng(0)
+    models = {
+        "resnet18 classifier at 224": (vh.Task("classification", backbone="resnet18", image_size=224, num_classes=12),
+                                       rng.integers(0, 256, (count, 224, 224, 3), dtype=np.uint8)),
+        "U-Net recipe (simple_cnn, 64 px)": (vh.Task("segmentation", backbone="simple_cnn", head="unet",
+                                                     image_size=64, num_classes=4),
+                                             rng.integers(0, 256, (count, 64, 64, 3), dtype=np.uint8)),
+    }  # fmt: skip
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, (task, images) in models.items():
+            exported = vh.load_exported(task.export(Path(folder) / "model.onnx"))
+            for batch in (1, 32) if name.startswith("resnet") else (1,):
+                exported.predict(images[:2], batch_size=batch)  # warm-up for both sides
+                task.predict(images[:2], batch_size=batch)
+
+                def ours_run(b: int = batch, e: Any = exported, x: np.ndarray = images) -> float:
+                    return timed(lambda: e.predict(x, batch_size=b))
+
+                def eager_run(b: int = batch, t: vh.Task = task, x: np.ndarray = images) -> float:
+                    return timed(lambda: t.predict(x, batch_size=b))
+
+                ours, base, ratio = paired(ours_run, eager_run, repeats)
+                rows.append((f"ONNX on onnxruntime vs eager predict (s, {name}, {count} images, batch {batch})",
+                             ours, base, ratio, ">= 1.3 at batch 1"))  # fmt: skip
+    return rows
 
 
 # ----- augmentation ---------------------------------------------------------------------------------------
@@ -274,7 +306,7 @@ def memory_row(repeats: int) -> Row:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", default="fit,predict,augment,coco,memory")
+    parser.add_argument("--only", default="fit,predict,onnx,augment,coco,memory")
     parser.add_argument("--flowers", type=Path, default=FLOWERS)
     args = parser.parse_args()
     chosen = set(args.only.split(","))
@@ -282,6 +314,7 @@ def main() -> None:
     for name, make in (
         ("fit", lambda: [fit_row(args.repeats)]),
         ("predict", lambda: [predict_row(args.repeats)]),
+        ("onnx", lambda: onnx_rows(args.repeats)),
         ("augment", lambda: augment_rows(args.repeats, args.flowers)),
         ("coco", lambda: coco_rows(args.repeats)),
         ("memory", lambda: [memory_row(args.repeats)]),

@@ -32,3 +32,18 @@ def test_adversarial_runs_and_prints_accuracy_per_eps(
     rows = re.findall(r"^\s+(0|0\.1)\s+([0-9.]+)\s+([0-9.]+)$", printed, flags=re.MULTILINE)
     assert [row[0] for row in rows] == ["0", "0.1"], printed
     assert rows[0][1] == rows[0][2]  # ε = 0: both attacks leave the clean accuracy
+
+
+def test_devices_trains_every_recipe_a_few_steps_and_prints_its_row(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["devices.py", "--tiny", "--steps", "3"])
+    runpy.run_path(str(BENCH / "devices.py"), run_name="__main__")
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "recipe" not in line]
+    assert [row.split(" | ")[0].strip("| ") for row in rows] == [
+        "classification_digits", "regression_rotated_digits", "segmentation_shapes", "detection_shapes",
+        "autoencoder_digits", "siamese_digits"]  # fmt: skip
+    for row in rows:
+        parity = row.rstrip(" |").split(" | ")[-1]
+        values = [float(value) for value in re.findall(r" ([0-9.]+e[+-]\d+)", " " + parity)]
+        assert values and max(values) <= 1e-3, row  # the exported model equals eager on this device

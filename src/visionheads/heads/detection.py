@@ -45,9 +45,9 @@ class SizedTransform(GeneralizedRCNNTransform):
         if self.training or target is not None:
             return super().resize(image, target)
         sides = torch.stack([torch.as_tensor(side) for side in image.shape[-2:]]).to(torch.float64)  # (2,)
-        # Double-precision tensors, not Python floats: the ONNX exporter turns float / tensor into float32 arithmetic
-        low, high = (torch.tensor(float(v), dtype=torch.float64) for v in (self.min_size[-1], self.max_size))
-        scale = torch.minimum(low / sides.min(), high / sides.max())
+        # One-dimensional double tensors: the ONNX exporter turns Python floats and 0-dim tensors into float32
+        limits = torch.tensor([float(self.min_size[-1]), float(self.max_size)], dtype=torch.float64)
+        scale = (limits / torch.stack([sides.min(), sides.max()])).min(dim=0, keepdim=True).values  # (1,)
         size = torch.floor(sides * scale).to(torch.int64)
         if not torch.jit.is_tracing():
             size = size.tolist()  # plain ints in eager mode; traced values stay in the graph

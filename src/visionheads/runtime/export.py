@@ -203,16 +203,18 @@ class _Sink:
         pass
 
 
-def export_parity(task: RunnableTask, path: str | Path, *, part: str | None = None) -> dict[str, float]:
+def export_parity(
+    task: RunnableTask, path: str | Path, *, part: str | None = None, device: str = "cpu"
+) -> dict[str, float]:
     """The largest absolute difference, per output, between an exported file under its own runtime and the eager
     graph it was exported from, over batches of 1 and 3 at two image sizes (one, the example's, when the file was
     exported static). R-CNN graphs take one image at a time: its boxes, scores and labels at two sizes; a count of
     detections that differs is an infinite difference."""
     from visionheads.deploy import load_exported
 
-    exported = load_exported(path, device="cpu")
+    exported = load_exported(path, device=device)
     part = part or exported.metadata.part
-    task.to(torch.device("cpu")).eval()
+    task.to(torch.device(device)).eval()
     graph = task.export_graph(part)
     example = graph.example
     generator = torch.Generator().manual_seed(1)
@@ -235,7 +237,8 @@ def export_parity(task: RunnableTask, path: str | Path, *, part: str | None = No
     worst: dict[str, float] = dict.fromkeys(graph.output_names, 0.0)
     with torch.no_grad():
         for inputs in cases:
-            eager = [o.float().numpy() if o.is_floating_point() else o.numpy() for o in graph.module(inputs)]
+            outputs = graph.module(inputs.to(device))
+            eager = [o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in outputs]
             ran = exported.run(inputs.numpy())
             for name, b in zip(graph.output_names, eager, strict=True):
                 a = ran[name]
