@@ -21,6 +21,8 @@ FORBIDDEN = {
     # The runtime runs tasks through its RunnableTask protocol: it knows no task, head or body by name.
     "runtime": {"tasks", "heads", "backbones", "cli", "recipes", "comparing"},
     "tasks": {"cli", "recipes", "comparing"},
+    # Exported files run without the training stack: the light runtime reads images and decodes, nothing more.
+    "deploy": {"tasks", "runtime", "heads", "backbones", "engine", "cli", "recipes", "comparing", "metrics", "viz"},
     "recipes": {"cli"},
 }
 
