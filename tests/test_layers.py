@@ -12,12 +12,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "visionheads"
 
 # layer -> the visionheads layers it must not import
 FORBIDDEN = {
-    "backbones": {"heads", "tasks", "runtime", "data", "engine", "cli", "recipes", "metrics", "viz"},
-    "heads": {"tasks", "runtime", "data", "engine", "cli", "recipes"},
-    "data": {"backbones", "heads", "tasks", "runtime", "engine", "cli", "recipes"},
-    "metrics": {"backbones", "heads", "tasks", "runtime", "engine", "cli", "recipes"},
-    "viz": {"backbones", "heads", "tasks", "runtime", "engine", "cli", "recipes"},
-    "engine": {"tasks", "runtime", "cli", "recipes", "heads", "backbones", "data"},
+    "backbones": {"deploy", "heads", "tasks", "runtime", "data", "engine", "cli", "recipes", "metrics", "viz"},
+    "heads": {"deploy", "tasks", "runtime", "data", "engine", "cli", "recipes"},
+    "data": {"deploy", "backbones", "heads", "tasks", "runtime", "engine", "cli", "recipes"},
+    "metrics": {"deploy", "backbones", "heads", "tasks", "runtime", "engine", "cli", "recipes"},
+    "viz": {"deploy", "backbones", "heads", "tasks", "runtime", "engine", "cli", "recipes"},
+    "engine": {"deploy", "tasks", "runtime", "cli", "recipes", "heads", "backbones", "data"},
     # The runtime runs tasks through its RunnableTask protocol: it knows no task, head or body by name.
     "runtime": {"tasks", "heads", "backbones", "cli", "recipes", "comparing"},
     "tasks": {"cli", "recipes", "comparing"},
