@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,24 @@ SECTIONS = ("task", "data", "fit")
 DATA_KEYS = ("train", "val", "test")
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """YAML as PyYAML reads it, except that 3e-4 is a float (YAML 1.2) rather than a string (YAML 1.1)."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Read a recipe and apply overrides (`"fit.epochs": 3` or bare `epochs=3`); checks its shape."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe not found")
     try:
-        recipe = yaml.safe_load(path.read_text()) or {}
+        recipe = yaml.load(path.read_text(), Loader=RecipeLoader) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from error
     if not isinstance(recipe, dict) or set(recipe) - set(SECTIONS) or "task" not in recipe:
@@ -51,7 +63,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {pair!r} must look like key=value (e.g. epochs=3 or fit.lr=0.01)")
-        overrides[key] = yaml.safe_load(value) if value else None
+        overrides[key] = yaml.load(value, Loader=RecipeLoader) if value else None
     return overrides
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 import visionheads as vh
 from visionheads.cli import main
-from visionheads.recipes import load_recipe
+from visionheads.recipes import load_recipe, parse_overrides
 
 RECIPES = Path(__file__).resolve().parents[2] / "tasks"
 
@@ -60,6 +60,15 @@ def test_fit_by_task_name_and_bad_override_are_clear(tmp_path, capsys):
     assert "must look like key=value" in capsys.readouterr().err
     assert main(["fit", str(_tiny_recipe(tmp_path)), "backbone=resnt18"]) == 2
     assert "did you mean 'resnet18'" in capsys.readouterr().err
+
+
+def test_exponent_numbers_are_floats_in_recipes_and_overrides(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: {name: classification}\ndata: {train: digits}\nfit: {lr: 3e-4, weight_decay: 1.E-2}\n")
+    loaded = load_recipe(recipe, parse_overrides(["epochs=1e1", "name=2e5run", "fit.momentum=[1e-3, .5e1]"]))
+    assert loaded["fit"]["lr"] == pytest.approx(3e-4) and loaded["fit"]["weight_decay"] == pytest.approx(0.01)
+    assert loaded["fit"]["epochs"] == 10.0 and loaded["fit"]["momentum"] == [0.001, 5.0]
+    assert loaded["fit"]["name"] == "2e5run"  # words stay words
 
 
 def test_recipe_shape_errors(tmp_path):
