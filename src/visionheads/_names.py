@@ -34,4 +34,4 @@ BACKBONES: tuple[str, ...] = (
     "xception41",
 )
 
-DATASETS: tuple[str, ...] = ("coco", "digits", "mnist", "rotated-digits", "shapes")
+DATASETS: tuple[str, ...] = ("coco", "digits", "mnist", "rotated-digits", "shapes", "yolo")

@@ -75,7 +75,7 @@ def test_list_prints_the_tables(capsys):
     assert main(["list", "heads"]) == 0
     assert "segmentation: deeplabv3plus, fpn, segnet, segnet_lite, unet\n" in capsys.readouterr().out
     assert main(["list", "datasets"]) == 0
-    assert capsys.readouterr().out.split() == ["coco", "digits", "mnist", "rotated-digits", "shapes"]
+    assert capsys.readouterr().out.split() == ["coco", "digits", "mnist", "rotated-digits", "shapes", "yolo"]
     assert main(["list", "backbones"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "timm/<any timm model name>"
 

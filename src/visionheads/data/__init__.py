@@ -7,13 +7,16 @@ from visionheads.data import builtin  # noqa: F401  (registers the built-in data
 from visionheads.data.catalog import Source, list_datasets, register_dataset
 from visionheads.data.coco import COCOSubset
 from visionheads.data.folders import ClassFolders
+from visionheads.data.instances import InstanceMasks
 from visionheads.data.mnist import MNIST
 from visionheads.data.rotation import Rotated, rotate_image
 from visionheads.data.samples import ArraySamples
 from visionheads.data.sources import resolve_source
+from visionheads.data.yolo import YOLODataset
 
 __all__ = [
     "COCOSubset",
+    "InstanceMasks",
     "MNIST",
     "ArraySamples",
     "ClassFolders",
@@ -23,4 +26,5 @@ __all__ = [
     "register_dataset",
     "resolve_source",
     "rotate_image",
+    "YOLODataset",
 ]

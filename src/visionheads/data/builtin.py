@@ -10,6 +10,7 @@ from visionheads.data.rotation import Rotated
 from visionheads.data.samples import change_channels
 from visionheads.data.shapes import shapes_split
 from visionheads.data.sources import coco_source
+from visionheads.data.yolo import YOLODataset
 from visionheads.errors import DataError
 
 
@@ -104,7 +105,17 @@ def _coco_source(args: list[str], channels: int) -> Source:
     return coco_source(parse_coco_spec(":".join(["coco", *args])), channels)
 
 
+def _yolo_source(args: list[str], channels: int) -> Source:
+    # yolo:DATA.yaml[:train|val|test]: an Ultralytics-layout dataset, its train split by default.
+    if not args or len(args) > 2 or not args[0]:
+        raise DataError(f"yolo:{':'.join(args)}: write yolo:DATA.yaml or yolo:DATA.yaml:val (optionally [:N])")
+    split = args[1] if len(args) > 1 else "train"
+    dataset = YOLODataset(args[0], split, channels=channels)
+    return Source(dataset, f"yolo:{args[0]}:{split}", class_names=dataset.class_names)
+
+
 register_dataset("rotated-digits", _rotated_digits_source)
 register_dataset("shapes", _shapes_source)
 register_dataset("mnist", _mnist_source)
 register_dataset("coco", _coco_source)
+register_dataset("yolo", _yolo_source)

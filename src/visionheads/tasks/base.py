@@ -104,14 +104,14 @@ class Task(nn.Module):
             body = backbone
             if not isinstance(body, Backbone):
                 in_chans = int(arguments.get("in_chans", 3))
-                body = create_backbone(body, weights=weights, in_chans=in_chans, strict=strict)
+                body = self.create_body(body, weights=weights, in_chans=in_chans, strict=strict, options=arguments)
             self._config = resolve_config(
                 self.config_type, task=self.name, heads=self.heads, default_head=self.default_head,
                 body=body, weights=weights, arguments=arguments,
             )  # fmt: skip
             body.standardize_images = self._config.standardize_images
             self.model: nn.Module = (
-                self.build_model(body) if self.head_outputs() is not None else HeadOnBody(body, None)
+                self.build_model(body, weights=weights) if self.head_outputs() is not None else HeadOnBody(body, None)
             )
         self.history: History | None = None  # the last fit's History (Keras' model.history), which plot() draws
 
@@ -172,8 +172,17 @@ class Task(nn.Module):
         """How many numbers the head emits per image or pixel (None while unknown, e.g. before classes are seen)."""
         raise NotImplementedError
 
-    def build_model(self, body: Backbone) -> nn.Module:
-        """The model around `body` (its `body` and `head` attributes are the task's); by default `HeadOnBody`."""
+    @classmethod
+    def create_body(
+        cls, backbone: str, *, weights: str | Path | None, in_chans: int, strict: bool, options: dict[str, Any]
+    ) -> Backbone:
+        """The body named `backbone` with `weights`, from the registry (a task whose model comes whole, e.g.
+        detection's torchvision detectors, builds its own from `options`)."""
+        return create_backbone(backbone, weights=weights, in_chans=in_chans, strict=strict)
+
+    def build_model(self, body: Backbone, *, weights: str | Path | None = None) -> nn.Module:
+        """The model around `body` (its `body` and `head` attributes are the task's); by default `HeadOnBody`.
+        `weights`: what the task was created with, for a model that comes whole (the body has its own already)."""
         build = self.heads[self._config.head]
         head = build(body.channels, body.strides, self.head_outputs(), **self.head_arguments(body))
         return HeadOnBody(body, head)

@@ -4,6 +4,7 @@ sample dicts; torchvision's R-CNN losses; COCO AP and AR from pycocotools agains
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,19 @@ from visionheads.backbones import Backbone
 from visionheads.data.boxes import box_pipeline, checked_boxes, moves_boxes
 from visionheads.data.catalog import Source
 from visionheads.data.coco import BACKGROUND, coco_at, coco_view
+from visionheads.data.instances import InstanceMasks
 from visionheads.data.voc import VOCFolder
+from visionheads.data.yolo import yolo_at
 from visionheads.errors import ConfigError, DataError
 from visionheads.heads import FasterRCNNHead, MaskRCNNHead
+from visionheads.heads.torchvision_detectors import (
+    COCO_CLASSES,
+    TorchvisionDetectorHead,
+    build_detector,
+    coco_class_names,
+    detector,
+    trunk_backbone,
+)
 from visionheads.metrics.coco import STAT_NAMES, COCOEvaluation, coco_backend
 from visionheads.runtime.export import ExportGraph, images_graph
 from visionheads.runtime.passes import Evaluation
@@ -39,8 +50,16 @@ class DetectionConfig(TaskConfig):
     augment: bool = True  # flip, scale, crop and colour jitter in training
     category_ids: tuple[int, ...] | None = None  # the COCO category id of each class after the background
     coco_backend: str = "auto"  # COCOeval by pycocotools, faster-coco-eval or hotcoco; auto: the fastest installed
+    # A whole COCO-trained torchvision detector (fasterrcnn_resnet50_fpn_v2, ...) instead of a body and a head;
+    # without class names it keeps COCO's classes (labels = COCO category ids)
+    model: str | None = None
 
     def __post_init__(self) -> None:
+        if self.model is not None:
+            detector(self.model)  # a ConfigError naming the detectors for an unknown one
+            if self.class_names is None and self.num_classes is None:
+                object.__setattr__(self, "class_names", tuple(coco_class_names(self.model)))
+                object.__setattr__(self, "category_ids", tuple(range(1, COCO_CLASSES)))
         super().__post_init__()
         if self.category_ids is not None:
             object.__setattr__(self, "category_ids", tuple(int(c) for c in self.category_ids))
@@ -102,7 +121,31 @@ class DetectionTask(Task):
     def head_outputs(self) -> int | None:
         return self.num_classes  # the background counts, as in torchvision
 
-    def build_model(self, body: Backbone) -> RCNN:
+    @classmethod
+    def create_body(
+        cls, backbone: str, *, weights: str | Path | None, in_chans: int, strict: bool, options: dict[str, Any]
+    ) -> Backbone:
+        """The registry body, or with `model=` the trunk of that torchvision detector (with `weights`: "coco" or a
+        state dict file of the whole detector in torchvision's layout)."""
+        name = options.get("model")
+        if name is None:
+            return super().create_body(backbone, weights=weights, in_chans=in_chans, strict=strict, options=options)
+        if in_chans != 3:
+            raise ConfigError(f"model={name!r} takes RGB images: in_chans=3, not {in_chans}")
+        whole, _ = build_detector(name, num_classes=COCO_CLASSES, weights=weights, options=options)
+        return trunk_backbone(name, whole, weights=weights)
+
+    def build_model(self, body: Backbone, *, weights: str | Path | None = None) -> RCNN:
+        """A head from the registry on the body; with `model=`, the torchvision detector's own FPN, RPN and RoI
+        heads (from `weights` when given; the predictors replaced where the classes are not COCO's)."""
+        name = self.config.model
+        if name is not None:
+            options = dict(self.config.head_options)
+            whole, replaced = build_detector(name, num_classes=self.num_classes, weights=weights, options=options)
+            if weights is not None and replaced:
+                print(f"{name}: {len(replaced)} tensors of the predictors made for {self.num_classes} classes "
+                      f"(the rest from {weights}): {', '.join(replaced)}", file=sys.stderr)  # fmt: skip
+            return RCNN(body, TorchvisionDetectorHead(whole, masks=detector(name).masks))
         build = self.heads[self.config.head]
         try:
             head = build(body.channels, body.strides, self.head_outputs(), **self.head_arguments(body))
@@ -116,17 +159,21 @@ class DetectionTask(Task):
 
     @property
     def with_masks(self) -> bool:
-        """Whether the head predicts instance masks (mask_rcnn)."""
-        return self.config.head == "mask_rcnn"
+        """Whether the head predicts instance masks (mask_rcnn, or a torchvision Mask R-CNN)."""
+        model = self.config.model
+        return self.config.head == "mask_rcnn" or (model is not None and detector(model).masks)
 
     # 2. data: COCO subsets, VOC folders, sample dicts with boxes; the detector resizes, the pipelines don't
     def sample_keys(self) -> tuple[str, ...]:
         return ("image", "boxes", "labels", "masks") if self.with_masks else ("image", "boxes", "labels")
 
     def source_from_path(self, path: Path, channels: int) -> Source:
-        dataset: Any = coco_at(path, channels)
+        """COCO (a .json, or a folder with annotations.json), YOLO (a data.yaml: its train split), an instance-mask
+        folder (images/ and instances/), or Pascal VOC (Annotations/ and JPEGImages/)."""
+        dataset: Any = coco_at(path, channels) or yolo_at(path, channels)
         if dataset is None:
-            dataset = VOCFolder(path, channels=channels)
+            dataset = InstanceMasks(path, channels=channels) if (path / "instances").is_dir() else VOCFolder(
+                path, channels=channels)  # fmt: skip
         return Source(dataset, str(path), class_names=dataset.class_names)
 
     def check_data(self, source: Source, *, fitting: bool) -> None:

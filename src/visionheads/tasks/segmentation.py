@@ -17,9 +17,11 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from visionheads.backbones import Backbone
 from visionheads.data.catalog import Source
 from visionheads.data.coco import coco_at
+from visionheads.data.instances import InstanceMasks
 from visionheads.data.masks import MaskFolders
 from visionheads.data.samples import IGNORE_INDEX
 from visionheads.data.transforms import eval_pipeline, train_pipeline
+from visionheads.data.yolo import yolo_at
 from visionheads.errors import ConfigError, DataError
 from visionheads.heads import DeepLabV3PlusHead, FPNHead, SegNetHead, SegNetLiteHead, UnetHead
 from visionheads.metrics import confusion_metrics
@@ -63,7 +65,7 @@ class SegmentationTask(Task):
     def head_outputs(self) -> int | None:
         return self.num_classes
 
-    def build_model(self, body: Backbone) -> HeadOnBody:
+    def build_model(self, body: Backbone, *, weights: str | Path | None = None) -> HeadOnBody:
         """The head on the body; SegNet's unpools with the body's pooling indices, which the body hands over."""
         model = super().build_model(body)
         if isinstance(model.head, SegNetHead):
@@ -82,9 +84,12 @@ class SegmentationTask(Task):
         return ("image", "mask")
 
     def source_from_path(self, path: Path, channels: int) -> Source:
-        dataset: Any = coco_at(path, channels)
+        """COCO (a .json, or a folder with annotations.json), YOLO polygons (a data.yaml: its train split), an
+        instance-mask folder (images/ and instances/: each object's class), or a mask folder (images/ and masks/)."""
+        dataset: Any = coco_at(path, channels) or yolo_at(path, channels)
         if dataset is None:
-            dataset = MaskFolders(path, channels=channels)
+            dataset = InstanceMasks(path, channels=channels) if (path / "instances").is_dir() else MaskFolders(
+                path, channels=channels)  # fmt: skip
         return Source(dataset, str(path), class_names=dataset.class_names)
 
     def check_data(self, source: Source, *, fitting: bool) -> None:

@@ -82,7 +82,7 @@ class SiameseTask(Task):
     def head_outputs(self) -> tuple[int, int]:
         return (self.config.embedding_dim, self.num_classes or 0)  # the proxies follow the training classes
 
-    def build_model(self, body: Backbone) -> SiameseModel:
+    def build_model(self, body: Backbone, *, weights: str | Path | None = None) -> SiameseModel:
         head = EmbeddingHead(body.channels, body.strides, self.config.embedding_dim, **self.head_arguments(body))
         proxies = None
         if self.config.loss == "norm_softmax" and self.num_classes:
