@@ -14,7 +14,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from visionheads.data.coco import BACKGROUND
-from visionheads.data.images import DECODE_ERRORS, IMAGE_SUFFIXES, open_image, read_image
+from visionheads.data.images import DECODE_ERRORS, open_image, read_image
+from visionheads.data.masks import paired_pngs
 from visionheads.data.samples import IGNORE_INDEX
 from visionheads.errors import DataError
 
@@ -30,19 +31,9 @@ class InstanceMasks(Dataset):
     def __init__(self, root: str | Path, *, channels: int = 3) -> None:
         self.root = Path(root)
         self.channels = channels
-        images, instances = self.root / "images", self.root / "instances"
-        if not images.is_dir() or not instances.is_dir():
-            raise DataError(
-                f"{self.root}: an instance-mask folder holds images/ and instances/ (same file names, PNGs whose "
-                "pixel value k is object k); one of them is missing"
-            )
-        self.images = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.images:
-            raise DataError(f"{images}: no image files")
-        self.masks = [instances / f"{p.stem}.png" for p in self.images]
-        missing = [p.name for p in self.masks if not p.is_file()]
-        if missing:
-            raise DataError(f"{instances}: no instance mask for {len(missing)} image(s), e.g. {missing[:3]}")
+        self.images, self.masks = paired_pngs(
+            self.root, "instances", "instance mask", "PNGs whose pixel value k is object k"
+        )
         listed = self.root / "classes.txt"
         names = [n.strip() for n in listed.read_text().splitlines() if n.strip()] if listed.is_file() else []
         self.object_classes = [name for name in names if name != BACKGROUND] or [DEFAULT_CLASS]

@@ -13,6 +13,24 @@ from visionheads.data.images import DECODE_ERRORS, IMAGE_SUFFIXES, open_image, r
 from visionheads.errors import DataError
 
 
+def paired_pngs(root: Path, folder: str, one: str, holding: str) -> tuple[list[Path], list[Path]]:
+    """The image files of `root/images` and, for each, `root/<folder>/<stem>.png` (a `one` file, `holding` what);
+    a DataError names what is missing."""
+    images, pngs = root / "images", root / folder
+    if not images.is_dir() or not pngs.is_dir():
+        raise DataError(
+            f"{root}: {one} folders hold images/ and {folder}/ (same file names, {holding}); one of them is missing"
+        )
+    files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{images}: no image files")
+    paired = [pngs / f"{p.stem}.png" for p in files]
+    missing = [p.name for p in paired if not p.is_file()]
+    if missing:
+        raise DataError(f"{pngs}: no {one} for {len(missing)} image(s), e.g. {missing[:3]}; add <name>.png")
+    return files, paired
+
+
 class MaskFolders(Dataset):
     """Samples `{"image", "mask"}`: each image with the same-named PNG mask (one class index per pixel).
 
@@ -22,19 +40,7 @@ class MaskFolders(Dataset):
     def __init__(self, root: str | Path, *, channels: int = 3) -> None:
         self.root = Path(root)
         self.channels = channels
-        images, masks = self.root / "images", self.root / "masks"
-        if not images.is_dir() or not masks.is_dir():
-            raise DataError(
-                f"{self.root}: a mask folder holds images/ and masks/ (same file names, masks as PNG of class "
-                "indices); one of them is missing"
-            )
-        self.images = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.images:
-            raise DataError(f"{images}: no image files")
-        self.masks = [masks / f"{p.stem}.png" for p in self.images]
-        missing = [p.name for p in self.masks if not p.is_file()]
-        if missing:
-            raise DataError(f"{masks}: no mask for {len(missing)} image(s), e.g. {missing[:3]}; add <name>.png")
+        self.images, self.masks = paired_pngs(self.root, "masks", "mask", "masks as PNG of class indices")
         names = self.root / "classes.txt"
         self.class_names = [n.strip() for n in names.read_text().splitlines() if n.strip()] if names.is_file() else None
 
