@@ -38,6 +38,7 @@ def test_metrics_read_off_the_confusion_matrix():
     assert metrics["miou"] == pytest.approx((8 / 11 + 3 / 6) / 2)
     assert metrics["dice"] == pytest.approx((16 / 19 + 6 / 9) / 2)
     assert metrics["pixel_accuracy"] == pytest.approx(11 / 14)
+    assert metrics["class_accuracy"] == pytest.approx((8 / 10 + 3 / 4) / 2)  # "b c" is in no row of the truth
 
 
 def test_embeddings_of_separated_classes_score_perfectly_and_a_swap_shows():

@@ -48,7 +48,7 @@ def test_every_backbone_trains_a_step(backbone, head, bodies):
     size = input_size(body)
     task = vh.Task("segmentation", backbone=body, head=head, num_classes=3, image_size=size)
     values = check_training_step(task, _mask_samples(2, size=size))
-    assert {"miou", "dice", "pixel_accuracy", "iou_0", "iou_1", "iou_2"} == set(values)
+    assert {"miou", "dice", "pixel_accuracy", "class_accuracy", "iou_0", "iou_1", "iou_2"} == set(values)
     assert task(torch.randn(2, 3, size, size)).shape == (2, 3, size, size)
 
 
@@ -127,7 +127,7 @@ def test_fit_learns_to_segment_from_scratch():
     history = task.fit(_mask_samples(48), _mask_samples(16, seed=1), epochs=8, **FAST)
     assert history["train_loss"][-1] < 0.5 * history["train_loss"][0]
     metrics = task.evaluate(_mask_samples(32, seed=2))
-    assert {"miou", "dice", "pixel_accuracy", "iou_0", "iou_1", "iou_2"} <= set(metrics)
+    assert {"miou", "dice", "pixel_accuracy", "class_accuracy", "iou_0", "iou_1", "iou_2"} <= set(metrics)
     # Calling every pixel background scores mIoU ~0.27 (its IoU ~0.8, the two others 0).
     assert metrics["miou"] > 0.6 and min(metrics["iou_1"], metrics["iou_2"]) > 0.4
 
@@ -147,7 +147,7 @@ def test_plots_show_images_with_true_and_predicted_masks(tmp_path):
     task = vh.Task("segmentation", backbone="lenet5", image_size=32)
     task.fit("shapes[:16]", "shapes:val[:8]", epochs=1, **FAST)
     names = [p.name for p in task.plot(tmp_path, data="shapes:val[:8]")]
-    assert names == ["curves.png", "masks.png"]
+    assert names == ["curves.png", "masks.png", "confusion_matrix.png"]
     assert Image.open(tmp_path / "masks.png").size[0] > 400
 
 

@@ -8,7 +8,8 @@ import numpy as np
 
 
 def confusion_metrics(confusion: np.ndarray, names: list[str]) -> dict[str, float]:
-    """miou, dice (means over the classes that occur in truth or prediction), pixel_accuracy, iou_<class>.
+    """miou, dice (means over the classes that occur in truth or prediction), pixel_accuracy, class_accuracy (mean
+    recall over the classes that occur in truth), iou_<class>.
 
     confusion: (K, K) pixel counts, rows true classes, columns predicted.
     """
@@ -19,11 +20,14 @@ def confusion_metrics(confusion: np.ndarray, names: list[str]) -> dict[str, floa
     union = true_positive + false_positive + false_negative
     present = union > 0  # a class absent from both truth and prediction has no IoU (mmseg, torchmetrics agree)
     iou = np.divide(true_positive, union, out=np.full_like(union, np.nan), where=present)
+    in_truth = confusion.sum(axis=1) > 0
+    recall = np.divide(true_positive, confusion.sum(axis=1), out=np.zeros_like(union), where=in_truth)
     dice = np.divide(2 * true_positive, union + true_positive, out=np.full_like(union, np.nan), where=present)
     result = {
         "miou": float(np.nanmean(iou)) if present.any() else 0.0,
         "dice": float(np.nanmean(dice)) if present.any() else 0.0,
-        "pixel_accuracy": float(true_positive.sum() / max(confusion.sum(), 1.0)),
+        "pixel_accuracy": float(true_positive.sum() / max(confusion.sum(), 1.0)),  # the SegNet paper's "global"
+        "class_accuracy": float(np.mean(recall[in_truth])) if in_truth.any() else 0.0,  # mean per-class recall
     }
     for name, value in zip(names, iou, strict=True):
         result[f"iou_{metric_key(name)}"] = float(value) if np.isfinite(value) else float("nan")

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from visionheads.data.balance import label_class_counts
 from visionheads.data.catalog import Source
 from visionheads.data.folders import ClassFolders
 from visionheads.data.transforms import eval_pipeline, train_pipeline
@@ -23,6 +24,7 @@ from visionheads.runtime.passes import Evaluation
 from visionheads.runtime.registry import register_task
 from visionheads.tasks.base import Task
 from visionheads.tasks.config import TaskConfig
+from visionheads.tasks.weighting import ClassWeights, checked_class_weights, class_weight_tensor, fit_class_weights
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,11 @@ class ClassificationConfig(TaskConfig):
 
     label_smoothing: float = 0.0
     hflip: bool | None = None  # mirror training images; None: where the data allows it (not digits)
+    class_weights: ClassWeights = None  # cross-entropy weight per class, or "median_frequency" of the training labels
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "class_weights", checked_class_weights(self.class_weights))
 
 
 @register_task
@@ -75,6 +82,10 @@ class ClassificationTask(Task):
             raise DataError(f"{source.description}: labels must be 0..{self.num_classes - 1}, found {labels.min()}")
         if self.class_names is None:
             self.set_config(class_names=tuple(names or [str(i) for i in range(self.num_classes)]))
+        if fitting:
+            counts = partial(label_class_counts, source.dataset, self.num_classes)
+            weights = fit_class_weights(self.config.class_weights, self.num_classes, counts, source.description)
+            self.set_config(class_weights=weights)
 
     def train_transform(self, source: Source) -> Any:
         hflip = self.config.hflip
@@ -93,8 +104,9 @@ class ClassificationTask(Task):
     # 3. losses
     def losses(self, outputs: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """outputs: logits (B, K); batch["label"]: (B,) class indices."""
-        smoothing = self.config.label_smoothing
-        return {"cross_entropy": F.cross_entropy(outputs.float(), batch["label"], label_smoothing=smoothing)}
+        logits, smoothing = outputs.float(), self.config.label_smoothing
+        weight = class_weight_tensor(self.config.class_weights, logits)
+        return {"cross_entropy": F.cross_entropy(logits, batch["label"], weight=weight, label_smoothing=smoothing)}
 
     # 4. metrics: torchmetrics, dataset-wide under DDP
     def new_metrics(self, source: Source | None) -> MetricCollection:

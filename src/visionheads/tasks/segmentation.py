@@ -15,6 +15,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from visionheads.backbones import Backbone
+from visionheads.data.balance import mask_class_counts
 from visionheads.data.catalog import Source
 from visionheads.data.coco import coco_at
 from visionheads.data.instances import InstanceMasks
@@ -32,6 +33,7 @@ from visionheads.runtime.registry import register_task
 from visionheads.tasks.base import Task
 from visionheads.tasks.config import TaskConfig
 from visionheads.tasks.model import HeadOnBody, PoolIndexedModel
+from visionheads.tasks.weighting import ClassWeights, checked_class_weights, class_weight_tensor, fit_class_weights
 
 _DICE = DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE_INDEX)  # stateless: one serves all tasks
 
@@ -42,6 +44,12 @@ class SegmentationConfig(TaskConfig):
 
     dice_weight: float = 1.0  # loss = cross-entropy + dice_weight * Dice
     hflip: bool | None = None  # mirror training images; None: where the data allows it
+    # cross-entropy weight per class, or "median_frequency" (SegNet's balancing) of the training masks
+    class_weights: ClassWeights = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "class_weights", checked_class_weights(self.class_weights))
 
 
 @register_task
@@ -108,6 +116,10 @@ class SegmentationTask(Task):
             )
         if self.class_names is None:
             self.set_config(class_names=tuple(names) if names else tuple(str(i) for i in range(self.num_classes)))
+        if fitting:  # reads every training mask once when the weights are "median_frequency"
+            counts = partial(mask_class_counts, source.dataset, self.num_classes)
+            weights = fit_class_weights(self.config.class_weights, self.num_classes, counts, source.description)
+            self.set_config(class_weights=weights)
 
     def train_transform(self, source: Source) -> Any:
         hflip = self.config.hflip
@@ -138,7 +150,8 @@ class SegmentationTask(Task):
     def losses(self, outputs: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """outputs: scores (B, K, H, W); batch["mask"]: (B, H, W) class indices, 255 ignored."""
         target, scores = batch["mask"], outputs.float()
-        losses = {"cross_entropy": F.cross_entropy(scores, target, ignore_index=IGNORE_INDEX)}
+        weight = class_weight_tensor(self.config.class_weights, scores)
+        losses = {"cross_entropy": F.cross_entropy(scores, target, weight=weight, ignore_index=IGNORE_INDEX)}
         if self.config.dice_weight:
             losses["dice"] = self.config.dice_weight * _DICE(scores, target)
         return losses
@@ -181,13 +194,19 @@ class SegmentationTask(Task):
 
     # 6. figures
     def figures(self, evaluation: Evaluation, out_dir: Path) -> list[Path]:
+        from visionheads.viz.confusion import plot_confusion
         from visionheads.viz.segmentation import plot_mask_grid
 
         dataset = evaluation.source.dataset
-        samples = [dataset[i] for i in range(min(8, len(dataset)))]
+        # spread over the data: consecutive video frames (CamVid) would show one scene eight times
+        samples = [dataset[int(i)] for i in np.unique(np.linspace(0, len(dataset) - 1, min(8, len(dataset))).round())]
         images = [s["image"] for s in samples]
         masks = [s["mask"] for s in samples]
-        return [plot_mask_grid(images, masks, self.predict(images), self._names(), out_dir / "masks.png")]
+        matrix = evaluation.computed["confusion"].cpu().numpy()
+        return [
+            plot_mask_grid(images, masks, self.predict(images), self._names(), out_dir / "masks.png"),
+            plot_confusion(matrix, self._names(), out_dir / "confusion_matrix.png", unit="pixels", per_true_class=True),
+        ]
 
     # 7. explanations: one class at a time, over the pixels predicted as that class
     def explanation_targets(self, outputs: torch.Tensor, target: int | str | None) -> list[Target]:
