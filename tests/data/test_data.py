@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from PIL import Image
 
 import visionheads as vh
+from visionheads.data.boxes import box_pipeline
 from visionheads.data.catalog import resolve_builtin
 from visionheads.data.digits import digits_arrays
+from visionheads.data.images import read_image
 from visionheads.data.samples import as_image
+from visionheads.data.transforms import eval_pipeline, train_pipeline
 
 
 def test_digits_splits_are_stratified_disjoint_and_seeded():
@@ -48,3 +54,20 @@ def test_unknown_path_is_named(tmp_path):
     task = vh.Task("classification", backbone="lenet5")
     with pytest.raises(vh.DataError, match="neither a built-in dataset"):
         task.fit(tmp_path / "missing", epochs=1)
+
+
+def test_pipelines_take_read_only_arrays_without_a_warning(tmp_path):
+    # Pillow's arrays, memory-mapped files and shared datasets are read-only; torch.from_numpy warns on each of them
+    image = np.zeros((20, 24, 3), dtype=np.uint8)
+    mask = np.zeros((20, 24), dtype=np.int64)
+    image.flags.writeable = mask.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert eval_pipeline(20)(image=image[:, :20], mask=mask[:, :20])["image"].shape == (3, 20, 20)
+        out = train_pipeline(16, flips=True, seed=0)(image=image, mask=mask)
+        assert out["image"].shape == (3, 16, 16) and out["mask"].shape == (16, 16)
+        boxes = box_pipeline(train=False)(image=image)
+        assert boxes["image"].shape == (3, 20, 24)
+        Image.fromarray(np.full((20, 24, 3), 90, dtype=np.uint8)).save(tmp_path / "a.png")
+        decoded = read_image(tmp_path / "a.png", 3)  # Pillow's read-only view
+        assert eval_pipeline(20)(image=decoded)["image"].shape == (3, 20, 20)

@@ -7,8 +7,8 @@ from typing import Any
 
 import albumentations as A
 import numpy as np
-from albumentations.pytorch import ToTensorV2
 
+from visionheads.data.transforms import ToTensor
 from visionheads.errors import DataError
 
 # How far outside the image a box may reach and be clipped with a warning (annotation tools round off the edge);
@@ -69,7 +69,7 @@ def box_pipeline(*, train: bool, flips: bool = True, seed: int | None = None) ->
             A.RandomCropFromBorders(crop_left=0.2, crop_right=0.2, crop_top=0.2, crop_bottom=0.2, p=0.3),
             A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
         ]
-    steps.append(ToTensorV2())
+    steps.append(ToTensor())
     if not train:
         return A.Compose(steps)  # nothing moves: boxes and masks stay as they are
     params = A.BboxParams(format="pascal_voc", label_fields=list(BOX_FIELDS), min_visibility=0.4, clip=True)

@@ -78,7 +78,7 @@ def read_image(path: str | Path, channels: int) -> np.ndarray:
         raise DataError(f"{path}: image files can be read with 1 or 3 channels, not {channels}")
     with open_image(path) as image:
         try:
-            array = np.array(image.convert(mode))  # writable: torch.from_numpy warns on Pillow's read-only view
+            array = np.asarray(image.convert(mode))
         except Image.DecompressionBombError as error:
             raise _too_large(path, str(error), max_image_pixels()) from error
         except DECODE_ERRORS as error:
