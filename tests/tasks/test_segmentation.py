@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 import visionheads as vh
+from visionheads.data.masks import MaskFolders
 from visionheads.tasks.segmentation import IGNORE_INDEX
 
 from contract import check_training_step, input_size
@@ -166,6 +167,23 @@ def test_mask_folders_and_coco_paths_are_read(tmp_path):
     (root / "masks" / "2.png").unlink()
     with pytest.raises(vh.DataError, match=r"no mask for 1 image\(s\), e.g. \['2.png'\]"):
         task.evaluate(root)
+
+
+def test_split_folders_with_labels_share_the_datasets_classes(tmp_path):
+    # CamVid as SegNet's copies keep it: camvid/{train,val}/{images,labels}/ and one camvid/classes.txt
+    for split, seed in (("train", 0), ("val", 1)):
+        folder = tmp_path / "camvid" / split
+        (folder / "images").mkdir(parents=True)
+        (folder / "labels").mkdir()
+        for index, sample in enumerate(_mask_samples(3, seed=seed)):
+            Image.fromarray(sample["image"]).save(folder / "images" / f"{index}.png")
+            Image.fromarray(sample["mask"].astype(np.uint8)).save(folder / "labels" / f"{index}.png")
+    (tmp_path / "camvid" / "classes.txt").write_text("Road\nSign\nPole\n")
+    task = vh.Task("segmentation", backbone="lenet5", image_size=24)
+    task.fit(tmp_path / "camvid" / "train", tmp_path / "camvid" / "val", epochs=1, **FAST)
+    assert task.class_names == ["Road", "Sign", "Pole"]
+    stored = MaskFolders(tmp_path / "camvid" / "val")[2]["mask"]
+    np.testing.assert_array_equal(stored, _mask_samples(3, seed=1)[2]["mask"])
 
 
 def test_bad_masks_are_named():

@@ -1,4 +1,5 @@
-"""Mask folders: `root/images/<name>.<ext>` with `root/masks/<name>.png` holding a class index per pixel."""
+"""Mask folders: `root/images/<name>.<ext>` with `root/masks/<name>.png` (or `labels/`) holding a class index per
+pixel."""
 
 from __future__ import annotations
 
@@ -34,15 +35,19 @@ def paired_pngs(root: Path, folder: str, one: str, holding: str) -> tuple[list[P
 class MaskFolders(Dataset):
     """Samples `{"image", "mask"}`: each image with the same-named PNG mask (one class index per pixel).
 
-    Class names come from `root/classes.txt` (one per line, index 0 first) when it exists.
+    Class names come from `root/classes.txt` (one per line, index 0 first), else from the parent folder's (a split
+    folder of a dataset: `camvid/train/` beside `camvid/classes.txt`), when one exists.
     """
 
     def __init__(self, root: str | Path, *, channels: int = 3) -> None:
         self.root = Path(root)
         self.channels = channels
-        self.images, self.masks = paired_pngs(self.root, "masks", "mask", "masks as PNG of class indices")
-        names = self.root / "classes.txt"
-        self.class_names = [n.strip() for n in names.read_text().splitlines() if n.strip()] if names.is_file() else None
+        # masks/ here, labels/ as CamVid's SegNet-style copies and many exports name it
+        folder = "labels" if (self.root / "labels").is_dir() and not (self.root / "masks").is_dir() else "masks"
+        self.images, self.masks = paired_pngs(self.root, folder, "mask", "masks as PNG of class indices")
+        # a split folder (train/, val/) shares the classes.txt of the dataset above it
+        names = next((p for p in (self.root / "classes.txt", self.root.parent / "classes.txt") if p.is_file()), None)
+        self.class_names = [n.strip() for n in names.read_text().splitlines() if n.strip()] if names else None
 
     def __len__(self) -> int:
         return len(self.images)
