@@ -158,3 +158,36 @@ def test_penn_fudans_release_prepares_into_the_tutorials_split(tmp_path):
     assert len(train) == 40 and train.class_names == ["background", "person"]
     np.testing.assert_array_equal(train[0]["boxes"], [[3, 2, 9, 6]])
     json.dumps(train.class_names)
+
+
+def test_segnets_camvid_folder_prepares_into_split_mask_folders(tmp_path):
+    source = tmp_path / "CamVid"
+    rng = np.random.default_rng(0)
+    truth = {}
+    for split in ("train", "val", "test"):
+        (source / split).mkdir(parents=True)
+        (source / f"{split}annot").mkdir()
+        for name in ("0001TP_000010", "0016E5_000020"):
+            photo = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+            label = rng.integers(0, 12, size=(12, 16), dtype=np.uint8)  # 11: unlabelled
+            Image.fromarray(photo).save(source / split / f"{name}.png")
+            Image.fromarray(label).save(source / f"{split}annot" / f"{name}.png")
+            truth[split, name] = photo, label
+    script = REPO / "datasets" / "camvid" / "prepare.py"
+    result = subprocess.run([sys.executable, str(script), str(source), str(tmp_path / "out"), "--size", "6", "8"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    task = vh.Task("segmentation", backbone="lenet5", image_size=16)
+    train = task.source(tmp_path / "out" / "train", fitting=True)
+    assert train.class_names[:3] == ["Sky", "Building", "Pole"] and len(train.class_names) == 11
+    for index, name in enumerate(("0001TP_000010", "0016E5_000020")):
+        photo, label = truth["train", name]
+        sample = train.dataset[index]
+        expected = np.where(label == 11, 255, label)[1::2, 1::2]  # nearest neighbour of a 2x reduction
+        np.testing.assert_array_equal(sample["mask"], expected)
+        area = photo.reshape(6, 2, 8, 2, 3).mean(axis=(1, 3))
+        assert np.abs(sample["image"].astype(float) - area).max() <= 1  # pixel-area averaging
+    (source / "valannot" / "0016E5_000020.png").unlink()
+    result = subprocess.run([sys.executable, str(script), str(source), str(tmp_path / "out2")], capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode != 0 and "valannot/0016E5_000020.png: missing" in result.stderr
