@@ -29,7 +29,7 @@ import torch.distributed as dist
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -249,14 +249,25 @@ def checkpoint_io() -> AsyncCheckpointIO:
     return AsyncCheckpointIO(AtomicCheckpointIO())
 
 
-def run_loggers(run_dir: Path) -> list:
-    """metrics.csv in the run folder, and TensorBoard event files beside it when tensorboard is installed."""
-    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+def run_loggers(run_dir: Path, extra: Any = None) -> list:
+    """metrics.csv in the run folder, TensorBoard event files beside it when tensorboard is installed, and the
+    user's own Lightning loggers (`extra`: one, a list, or None/False/True for none): beside ours, never instead,
+    so that the run folder always holds the history."""
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
     if importlib.util.find_spec("tensorboard") is not None:
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard"))
-    return loggers
+    if extra is None or isinstance(extra, bool):
+        return loggers
+    given = list(extra) if isinstance(extra, (list, tuple)) else [extra]
+    wrong = [item for item in given if not isinstance(item, Logger)]
+    if wrong:
+        raise ConfigError(
+            f"logger={wrong[0]!r}: give Lightning logger objects (e.g. lightning.pytorch.loggers.MLFlowLogger(...)); "
+            "metrics.csv in the run folder is always written"
+        )
+    return loggers + given
 
 
 class RunData(L.LightningDataModule):
@@ -326,6 +337,7 @@ def build_trainer(
         devices = "auto"
     if progress is None:
         progress = sys.stderr.isatty()
+    loggers = run_loggers(run_dir, trainer_kwargs.pop("logger", None))
     record = RunRecord(
         run_dir, monitor, mode, total_epochs=epochs, print_lines=not progress, checkpoint_every=checkpoint_every
     )
@@ -341,7 +353,7 @@ def build_trainer(
         precision=resolve_precision(precision, accelerator),
         max_epochs=epochs,
         default_root_dir=str(run_dir),
-        logger=run_loggers(run_dir),
+        logger=loggers,
         callbacks=all_callbacks,
         enable_progress_bar=progress,
         enable_model_summary=False,

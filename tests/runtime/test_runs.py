@@ -376,3 +376,20 @@ def test_one_sample_batches_never_reach_training():
     assert [len(batch["label"]) for batch in loader] == [32]  # the 33rd sample's batch of one is dropped
     with pytest.raises(vh.DataError, match="1 training sample; training needs at least 2"):
         task.fit((images[:1], labels[:1]), val=False, epochs=1)
+
+
+def test_users_loggers_go_beside_the_run_folders_csv(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    task = vh.Task("classification", backbone="lenet5", image_size=16)
+    quiet = {"epochs": 2, "batch_size": 64, "progress": False, "plots": False, "project": tmp_path / "runs"}
+    history = task.fit("digits[:128]", logger=False, **quiet)  # a plain Trainer argument, not a TypeError
+    assert (history.run_dir / "metrics.csv").is_file()
+    theirs = CSVLogger(save_dir=str(tmp_path / "theirs"), name="", version="")
+    history = task.fit("digits[:128]", logger=theirs, **quiet)
+    ours = list(csv.DictReader((history.run_dir / "metrics.csv").open()))
+    mirrored = list(csv.DictReader((tmp_path / "theirs" / "metrics.csv").open()))
+    assert [row["epoch"] for row in mirrored] == [row["epoch"] for row in ours] == ["1", "2"]
+    assert mirrored[-1]["train_loss"] == ours[-1]["train_loss"]
+    with pytest.raises(vh.ConfigError, match="give Lightning logger objects"):
+        task.fit("digits[:128]", logger="mlflow", **quiet)
