@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--images", help="the images folder of coco:... data (default: beside the JSON)")
     evaluate.add_argument("--results", help="detection: the COCO results JSON to write (default: detections.json)")
+    evaluate.add_argument("--tta", action="store_true", help="classification, segmentation: average over test-time "
+                          "views (mirror; segmentation also 0.75x and 1.25x)")  # fmt: skip
     evaluate.set_defaults(run=_evaluate)
 
     predict = sub.add_parser("predict", help="predictions of a saved task for image files")
@@ -205,7 +207,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     task = vh.Task.load(args.checkpoint)
     data = _with_images(args.data, args.images) if args.images else args.data
-    options: dict[str, Any] = {"batch_size": args.batch_size}
+    options: dict[str, Any] = {"batch_size": args.batch_size, "tta": args.tta}
     if task.results_format is not None:
         options["results"] = args.results or "detections.json"
     echo(format_metrics(task.evaluate(data, **options), title=f"metrics on {args.data}"))

@@ -21,7 +21,7 @@ OPEN = {"score_threshold": 0.0, "detections_per_image": 30, "min_size": 320, "ma
 @pytest.fixture(scope="module")
 def photos() -> list[np.ndarray]:
     """scikit-learn's two sample photos (a temple, a flower), 427x640 RGB: real photos that ship with a library."""
-    return [np.asarray(image) for image in load_sample_images().images]
+    return [np.array(image) for image in load_sample_images().images]  # writable: torch.from_numpy below
 
 
 def _reference(name: str, path) -> torch.nn.Module:

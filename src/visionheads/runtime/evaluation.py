@@ -27,6 +27,7 @@ def evaluate_source(
     precision: str | int = "auto",
     progress: bool | None = None,
     attack: AttackSettings | None = None,
+    tta: bool = False,
 ) -> Evaluation:
     """The task's metrics on `source` (a Source the task has checked), and what they computed (see Task.evaluation)."""
     loader = data_loader(task, source, train=False, batch_size=batch_size, num_workers=0)
@@ -34,7 +35,7 @@ def evaluate_source(
         accelerator=accelerator, devices=devices, distributed=distributed, precision=precision, progress=progress
     )
     finished: list[Evaluation] = []
-    module = TaskModule(task, test=source, attack=attack, report=finished.append)
+    module = TaskModule(task, test=source, attack=attack, tta=tta, report=finished.append)
     with quiet_lightning():
         trainer.test(module, datamodule=RunData(test=loader), verbose=False)
     (evaluation,) = finished

@@ -19,6 +19,7 @@ from visionheads.data.images import as_image_list, read_image
 from visionheads.data.samples import as_image
 from visionheads.engine import inference_device
 from visionheads.errors import whole_number
+from visionheads.runtime.tta import averaged_outputs
 
 if TYPE_CHECKING:
     from visionheads.runtime.protocol import RunnableTask
@@ -28,12 +29,15 @@ if TYPE_CHECKING:
 _COMPILED: weakref.WeakKeyDictionary[Any, dict[str, tuple[nn.Module, nn.Module]]] = weakref.WeakKeyDictionary()
 
 
-def predictions(task: RunnableTask, images: Any, *, batch_size: int = 64, compile: bool | str = False) -> list[Any]:
-    """The task's decoded result for each image (see Task.predict)."""
+def predictions(
+    task: RunnableTask, images: Any, *, batch_size: int = 64, compile: bool | str = False, tta: bool = False
+) -> list[Any]:
+    """The task's decoded result for each image (see Task.predict); with `tta`, of its averaged views."""
     results: list[Any] = []
     with fast_inference(task, compile=compile), torch.inference_mode():
         for batch, sizes in image_batches(task, images, batch_size=batch_size, progress="predict"):
-            results += task.decode(task.prediction_outputs(batch), sizes)
+            outputs = averaged_outputs(task, batch, task.prediction_outputs) if tta else task.prediction_outputs(batch)
+            results += task.decode(outputs, sizes)
     return results
 
 

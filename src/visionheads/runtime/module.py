@@ -29,6 +29,7 @@ from visionheads.runtime.checkpoint import META_KEY, meta, read_task_file
 from visionheads.runtime.inference import channels_last, set_layout
 from visionheads.runtime.passes import Evaluation, EvaluationPass, LossMeans, batch_length, named_totals
 from visionheads.runtime.registry import task_class
+from visionheads.runtime.tta import averaged_outputs
 
 if TYPE_CHECKING:
     from visionheads.runtime.protocol import RunnableTask
@@ -84,6 +85,7 @@ class TaskModule(L.LightningModule):
         attack: AttackSettings | None = None,
         clock: EpochClock | None = None,
         report: Callable[[Evaluation], None] | None = None,
+        tta: bool = False,
     ) -> None:
         super().__init__()
         # Not a submodule: the checkpoint holds the model's weights under `model.`, the keys of Task.save's files.
@@ -93,6 +95,7 @@ class TaskModule(L.LightningModule):
         self.val_source, self.test_source, self.attack = val, test, attack
         self.clock = clock or EpochClock(task.config.seed)
         self.report = report
+        self.tta = tta  # test passes score the task's averaged test-time views
         self.body_frozen = False
         self.train_losses = LossMeans(torch.device("cpu"))
         self.evaluation_pass: EvaluationPass | None = None
@@ -232,7 +235,7 @@ class TaskModule(L.LightningModule):
 
     def _evaluation_step(self, evaluation_pass: EvaluationPass, batch: dict[str, Any]) -> Any:
         task = self.task
-        outputs = task.evaluation_outputs(batch)
+        outputs = averaged_outputs(task, batch, task.evaluation_outputs) if self.tta else task.evaluation_outputs(batch)
         losses = task.evaluation_losses(outputs, batch)
         if losses:
             total = torch.stack(list(losses.values())).sum()

@@ -41,6 +41,7 @@ class RunnableTask(Protocol):
     monitor: tuple[str, str]  # the validation value that picks the best epoch, and "min" or "max"
     fixed_input_size: bool  # every batch at one size (cuDNN's benchmark mode pays off)
     attackable: bool  # evaluation(attack=...) works
+    tta_views: tuple[tuple[bool, float], ...]  # (mirrored, scale) views tta=True averages; () for none
     fitted_fields: tuple[str, ...]  # config fields the fit itself decides (fitted_config)
     export_parts: tuple[str, ...]  # the graphs export can write
     model: Any  # a TaskModel (any nn.Module while a compiled one stands in for it during predict)
@@ -108,6 +109,8 @@ class RunnableTask(Protocol):
     def metric_values(self, computed: dict[str, Any]) -> dict[str, float]: ...
 
     def prediction_outputs(self, batch: dict[str, Any]) -> Any: ...
+
+    def undo_view(self, outputs: Any, *, mirrored: bool, size: tuple[int, int]) -> Any: ...
 
     def decode(self, outputs: Any, sizes: list[tuple[int, int]]) -> list[Any]: ...
 

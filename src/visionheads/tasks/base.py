@@ -52,6 +52,7 @@ from visionheads.runtime.loaders import data_loader, transformed
 from visionheads.runtime.module import TaskModule, TrainingPlan
 from visionheads.runtime.passes import Evaluation
 from visionheads.runtime.registry import list_tasks, task_class
+from visionheads.runtime.tta import check_tta
 from visionheads.tasks.config import HeadBuilder, TaskConfig, head_option_defaults, resolve_config
 from visionheads.tasks.model import HeadOnBody
 
@@ -66,6 +67,7 @@ class Task(nn.Module):
     monitor: ClassVar[tuple[str, str]] = ("val_loss", "min")
     fixed_input_size: ClassVar[bool] = True  # every batch at image_size (cuDNN benchmark mode pays off on GPUs)
     attackable: ClassVar[bool] = False  # evaluation(attack=...) works: losses on model(images), describe_predictions
+    tta_views: ClassVar[tuple[tuple[bool, float], ...]] = ()  # (mirrored, scale) views of tta=True (undo_view)
     data_key: ClassVar[str | None] = None  # the sample key that marks this task's data, for clearer errors
     results_format: ClassVar[str | None] = None  # what write_results writes (evaluation(results=...)), if anything
     fitted_fields: ClassVar[tuple[str, ...]] = ()  # config fields a fit decides (fitted_config), recorded in its files
@@ -294,6 +296,11 @@ class Task(nn.Module):
         """Outputs of a batch of images to predict on (by default as in evaluation)."""
         return self.evaluation_outputs(batch)
 
+    def undo_view(self, outputs: Any, *, mirrored: bool, size: tuple[int, int]) -> Any:
+        """Outputs of a mirrored or rescaled view of a batch as outputs of the batch itself (input `size`), for
+        tta=True; tasks with `tta_views` define it."""
+        raise NotImplementedError
+
     def decode(self, outputs: Any, sizes: list[tuple[int, int]]) -> list[Any]:
         """Outputs of a batch to one plain Python/NumPy result per image, at its original (height, width)."""
         raise NotImplementedError
@@ -411,6 +418,7 @@ class Task(nn.Module):
         steps: int | None = None,
         alpha: float | None = None,
         results: str | Path | None = None,
+        tta: bool = False,
     ) -> Evaluation:
         """One evaluation pass over `data` (Lightning's test loop, on the GPU when there is one, or several
         processes with `devices`/`distributed`): metrics as floats and what they computed, for figures.
@@ -419,7 +427,11 @@ class Task(nn.Module):
         on pixels in [0, 1]; default 0, 0.01, 0.02, 0.05, 0.1) as `<metric>@<attack>=<eps>`, e.g.
         `accuracy@fgsm=0.1`; PGD takes `steps` (default 10) of size `alpha` (default 2.5 * eps / steps).
         `results` also writes each image's results there (detection: a COCO results JSON any COCO tool scores).
+        `tta=True` scores the outputs averaged over the task's test-time views (classification: the image and its
+        mirror; segmentation: both at 0.75, 1 and 1.25 times the size), at that many times the cost.
         """
+        if tta:
+            check_tta(self)
         settings = AttackSettings.from_arguments(attack, eps, steps, alpha)
         if settings is not None and not self.attackable:
             supported = [name for name in list_tasks() if task_class(name).attackable]
@@ -430,7 +442,7 @@ class Task(nn.Module):
         source = self.source(data)
         evaluation = evaluate_source(
             self, source, batch_size=batch_size, accelerator=accelerator, devices=devices, distributed=distributed,
-            precision=precision, progress=progress, attack=settings,
+            precision=precision, progress=progress, attack=settings, tta=tta,
         )  # fmt: skip
         if results is not None:
             self.write_results(evaluation, Path(results))
@@ -441,11 +453,16 @@ class Task(nn.Module):
         `attack`, also each metric under attack as `<metric>@<attack>=<eps>`)."""
         return self.evaluation(data, **options).metrics
 
-    def predict(self, images: Any, *, batch_size: int = 64, compile: bool | str = False) -> list[Any]:
+    def predict(
+        self, images: Any, *, batch_size: int = 64, compile: bool | str = False, tta: bool = False
+    ) -> list[Any]:
         """Predictions for image files or a folder of them, one HxWxC array, or a batch NxHxWxC; one result per
         image, at its size. Images are read batch by batch. `compile=True` runs the model through torch.compile
-        (inductor; a string names another torch.compile backend), compiled on first use and kept for the task."""
-        return predictions(self, images, batch_size=batch_size, compile=compile)
+        (inductor; a string names another torch.compile backend), compiled on first use and kept for the task.
+        `tta=True` averages the outputs over the task's test-time views (see `evaluation`)."""
+        if tta:
+            check_tta(self)
+        return predictions(self, images, batch_size=batch_size, compile=compile, tta=tta)
 
     def export(
         self,

@@ -48,6 +48,7 @@ class ClassificationTask(Task):
     config_type = ClassificationConfig
     monitor = ("val_accuracy", "max")
     attackable = True
+    tta_views = ((False, 1.0), (True, 1.0))  # the image and its mirror: no test-time mirror for digits or text
     data_key = "label"
     # 1. heads
     heads = {"linear": PooledLinear, "mlp": PooledMLP}
@@ -127,6 +128,10 @@ class ClassificationTask(Task):
         metrics.update(outputs.detach().float(), batch["label"])
 
     # 5. predictions
+    def undo_view(self, outputs: torch.Tensor, *, mirrored: bool, size: tuple[int, int]) -> torch.Tensor:
+        """outputs: logits (B, K), the same for a mirrored view."""
+        return outputs
+
     def decode(self, outputs: torch.Tensor, sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
         probabilities = outputs.float().softmax(dim=1).cpu().numpy()
         names = self.class_names or [str(i) for i in range(outputs.shape[1])]

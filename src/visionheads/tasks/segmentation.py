@@ -60,6 +60,7 @@ class SegmentationTask(Task):
     config_type = SegmentationConfig
     monitor = ("val_miou", "max")
     data_key = "mask"
+    tta_views = tuple((mirrored, scale) for scale in (0.75, 1.0, 1.25) for mirrored in (False, True))
     # 1. heads
     heads = {
         "unet": UnetHead,
@@ -171,6 +172,14 @@ class SegmentationTask(Task):
         return self.class_names or [str(i) for i in range(self.num_classes)]
 
     # 5. predictions: scores resized to each image's own size, then the best class per pixel
+    def undo_view(self, outputs: torch.Tensor, *, mirrored: bool, size: tuple[int, int]) -> torch.Tensor:
+        """outputs: scores (B, K, h, w) of a view, mirrored back and resized to the input's `size`."""
+        if mirrored:
+            outputs = outputs.flip(-1)
+        if tuple(outputs.shape[-2:]) != tuple(size):
+            outputs = F.interpolate(outputs.float(), size=tuple(size), mode="bilinear", align_corners=False)
+        return outputs
+
     def decode(self, outputs: torch.Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
         masks = []
         for scores, size in zip(outputs.float(), sizes, strict=True):
