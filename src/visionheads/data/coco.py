@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, Subset
 from visionheads.data.boxes import CLIP_TOLERANCE
 from visionheads.data.coco_checks import check_coco, check_segmentation
 from visionheads.data.images import read_image
-from visionheads.data.samples import IGNORE_INDEX
+from visionheads.data.samples import IGNORE_INDEX, paint_objects
 from visionheads.errors import DataError, whole_number
 
 BACKGROUND = "background"
@@ -108,8 +108,7 @@ class COCOSubset(Dataset):
         semantic = np.zeros((height, width), dtype=np.int64)
         for crowd in crowds:  # painted first: an object lying on a crowd region keeps its label
             semantic[crowd > 0] = IGNORE_INDEX
-        for label, mask in zip(labels, masks, strict=True):
-            semantic[mask > 0] = label  # in annotation order: later objects lie on top
+        paint_objects(semantic, masks, labels)
         return {
             "image": image,
             "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),

@@ -14,9 +14,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from visionheads.data.coco import BACKGROUND
-from visionheads.data.images import DECODE_ERRORS, open_image, read_image
-from visionheads.data.masks import paired_pngs
-from visionheads.data.samples import IGNORE_INDEX
+from visionheads.data.images import read_image
+from visionheads.data.masks import paired_pngs, read_index_png
+from visionheads.data.samples import IGNORE_INDEX, paint_objects
 from visionheads.errors import DataError
 
 VOID = 255  # instance-mask pixels that belong to no object and are not background either (VOC's boundaries)
@@ -44,16 +44,14 @@ class InstanceMasks(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image = read_image(self.images[index], self.channels)
-        instances = _read_instances(self.masks[index])
+        instances = read_index_png(self.masks[index], "instance mask", "object numbers")
         if instances.shape != image.shape[:2]:
             raise DataError(f"{self.masks[index]}: size {instances.shape} but its image is {image.shape[:2]}")
         ids = [int(k) for k in np.unique(instances) if k not in (0, VOID)]
         labels = self._labels(index, ids)
         masks = np.stack([instances == k for k in ids]).astype(np.uint8) if ids else np.zeros((0, *instances.shape),
                                                                                             dtype=np.uint8)  # fmt: skip
-        semantic = np.zeros(instances.shape, dtype=np.int64)
-        for mask, label in zip(masks, labels, strict=True):
-            semantic[mask.astype(bool)] = label
+        semantic = paint_objects(np.zeros(instances.shape, dtype=np.int64), masks, labels)
         semantic[instances == VOID] = IGNORE_INDEX
         return {"image": image, "boxes": mask_boxes(masks), "labels": labels, "masks": masks, "mask": semantic,
                 "image_id": index}  # fmt: skip
@@ -86,13 +84,3 @@ def mask_boxes(masks: np.ndarray) -> np.ndarray:
         if len(rows):
             boxes[i] = (columns[0], rows[0], columns[-1] + 1, rows[-1] + 1)
     return boxes
-
-
-def _read_instances(path: Path) -> np.ndarray:
-    with open_image(path) as mask:
-        if mask.mode not in ("L", "P", "I", "I;16", "1"):
-            raise DataError(f"{path}: mask mode {mask.mode}; instance masks are 1-channel PNGs of object numbers")
-        try:
-            return np.asarray(mask, dtype=np.int64)
-        except (*DECODE_ERRORS, MemoryError) as error:
-            raise DataError(f"{path}: cannot decode the instance mask ({error or 'out of memory'})") from error

@@ -53,15 +53,19 @@ class MaskFolders(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        path = self.masks[index]
-        with open_image(path) as mask:
-            if mask.mode not in ("L", "P", "I", "I;16", "1"):
-                raise DataError(f"{path}: mask mode {mask.mode}; save masks as 1-channel PNG of class indices")
-            try:
-                array = np.asarray(mask, dtype=np.int64)
-            except (*DECODE_ERRORS, MemoryError) as error:  # MemoryError: a corrupt chunk length (see read_image)
-                raise DataError(f"{path}: cannot decode mask ({error or 'out of memory'})") from error
-        return {"image": read_image(self.images[index], self.channels), "mask": array}
+        mask = read_index_png(self.masks[index], "mask", "class indices")
+        return {"image": read_image(self.images[index], self.channels), "mask": mask}
+
+
+def read_index_png(path: Path, kind: str, holding: str) -> np.ndarray:
+    """A 1-channel PNG of indices (a `kind` holding `holding`) as an (H, W) int64 array; DataErrors name the file."""
+    with open_image(path) as mask:
+        if mask.mode not in ("L", "P", "I", "I;16", "1"):
+            raise DataError(f"{path}: {kind} mode {mask.mode}; save {kind}s as 1-channel PNG of {holding}")
+        try:
+            return np.asarray(mask, dtype=np.int64)
+        except (*DECODE_ERRORS, MemoryError) as error:  # MemoryError: a corrupt chunk length (see read_image)
+            raise DataError(f"{path}: cannot decode {kind} ({error or 'out of memory'})") from error
 
 
 IGNORE_COLOUR = (255, 255, 255)  # index 255, the usual "ignore" label, shows white

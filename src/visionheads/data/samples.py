@@ -13,6 +13,14 @@ from visionheads.errors import DataError
 IGNORE_INDEX = 255  # semantic-mask value of "don't care" pixels (borders, unlabelled, crowds), as in VOC and Cityscapes
 
 
+def paint_objects(canvas: np.ndarray, masks: Any, labels: Any) -> np.ndarray:
+    """The class mask of instances: `canvas` (H, W) with each object's label over its mask's pixels (> 0), in order
+    (later objects lie on top); painted in place and returned."""
+    for mask, label in zip(masks, labels, strict=True):
+        canvas[np.asarray(mask) > 0] = label
+    return canvas
+
+
 def layouts(channels: int) -> str:
     """How one image and a batch of images are laid out for a task with `channels` channels (for messages)."""
     if channels == 1:

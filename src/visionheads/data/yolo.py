@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from visionheads.data.coco import BACKGROUND
 from visionheads.data.images import IMAGE_SUFFIXES, read_image
+from visionheads.data.samples import paint_objects
 from visionheads.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -115,9 +116,7 @@ class YOLODataset(Dataset):
         if all(polygon is not None for polygon in polygons):
             masks = np.stack([polygon_mask(p, height, width) for p in polygons]) if polygons else np.zeros(
                 (0, height, width), dtype=np.uint8)  # fmt: skip
-            semantic = np.zeros((height, width), dtype=np.int64)
-            for mask, label in zip(masks, labels, strict=True):
-                semantic[mask.astype(bool)] = label
+            semantic = paint_objects(np.zeros((height, width), dtype=np.int64), masks, labels)
             sample |= {"masks": masks, "mask": semantic}
         return sample
 
