@@ -174,18 +174,12 @@ class SegmentationTask(Task):
     # 5. predictions: scores resized to each image's own size, then the best class per pixel
     def undo_view(self, outputs: torch.Tensor, *, mirrored: bool, size: tuple[int, int]) -> torch.Tensor:
         """outputs: scores (B, K, h, w) of a view, mirrored back and resized to the input's `size`."""
-        if mirrored:
-            outputs = outputs.flip(-1)
-        if tuple(outputs.shape[-2:]) != tuple(size):
-            outputs = F.interpolate(outputs.float(), size=tuple(size), mode="bilinear", align_corners=False)
-        return outputs
+        return _scores_at(outputs.flip(-1) if mirrored else outputs, size)
 
     def decode(self, outputs: torch.Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
         masks = []
         for scores, size in zip(outputs.float(), sizes, strict=True):
-            if tuple(scores.shape[-2:]) != tuple(size):
-                scores = F.interpolate(scores[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
-            masks.append(scores.argmax(dim=0).cpu().numpy().astype(np.int64))
+            masks.append(_scores_at(scores[None], size)[0].argmax(dim=0).cpu().numpy().astype(np.int64))
         return masks
 
     def export_graph(self, part: str) -> ExportGraph:
@@ -230,3 +224,11 @@ class SegmentationTask(Task):
 def _class_score(scores: torch.Tensor, *, index: int) -> torch.Tensor:
     chosen = scores.argmax(dim=0) == index  # (H, W)
     return scores[index][chosen].sum() if chosen.any() else scores[index].sum()
+
+
+def _scores_at(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Scores (B, K, h, w) resized bilinearly to `size` (H, W) where they differ, as float."""
+    scores = scores.float()
+    if tuple(scores.shape[-2:]) != tuple(size):
+        scores = F.interpolate(scores, size=tuple(size), mode="bilinear", align_corners=False)
+    return scores
