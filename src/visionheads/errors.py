@@ -33,3 +33,23 @@ def one_of(name: str, value: object, choices: Collection[str]) -> None:
     """A ConfigError naming `name` and the valid values unless `value` is one of `choices`."""
     if value not in choices:
         raise ConfigError(f"{name}={value!r}; use one of {tuple(choices)}")
+
+
+def checked_colors(colors: object, count: int | None) -> tuple[tuple[int, int, int], ...]:
+    """`colors` as one (R, G, B) triple of whole numbers 0..255 per class (`count` of them when known), else a
+    ConfigError saying what it takes."""
+    triples: list[tuple[int, int, int]] = []
+    if isinstance(colors, (list, tuple)):
+        for color in colors:
+            if not isinstance(color, (list, tuple)) or len(color) != 3:
+                break
+            if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v <= 255 for v in color):
+                break
+            triples.append((int(color[0]), int(color[1]), int(color[2])))
+        else:
+            if triples and (count is None or len(triples) == count):
+                return tuple(triples)
+    wanted = f"{count} " if count is not None else ""
+    raise ConfigError(
+        f"class_colors={colors!r}; give {wanted}[R, G, B] triples of whole numbers 0..255, one per class in class order"
+    )

@@ -82,6 +82,12 @@ class TestSegmentation:
             return
         _check(task, file_format, tmp_path)
 
+    @pytest.mark.parametrize("file_format", FORMATS)
+    def test_a_height_and_width_size_exports_and_matches_eager(self, file_format, tmp_path):
+        task = vh.Task("segmentation", num_classes=3, **(SMALL | {"image_size": (28, 44)}))
+        _check(task, file_format, tmp_path)
+        assert vh.load_exported(tmp_path / f"model{FORMATS[file_format]}").metadata.resize == [28, 44]
+
 
 class TestAutoencoder:
     @pytest.mark.parametrize("file_format", FORMATS)

@@ -152,6 +152,23 @@ def test_plots_show_images_with_true_and_predicted_masks(tmp_path):
     assert Image.open(tmp_path / "masks.png").size[0] > 400
 
 
+def test_masks_figure_paints_each_class_in_the_colour_given_for_it(tmp_path):
+    colors = [[0, 0, 0], [255, 0, 255], [0, 255, 255]]  # magenta and cyan appear nowhere else in the figure
+    task = vh.Task("segmentation", backbone="lenet5", image_size=24, num_classes=3, class_colors=colors)
+    task.fit(_mask_samples(8), epochs=1, **FAST)
+    task.plot(tmp_path, data=_mask_samples(4, seed=3))
+    pixels = np.asarray(Image.open(tmp_path / "masks.png").convert("RGB")).reshape(-1, 3)
+    for color in colors[1:]:
+        assert (pixels == color).all(axis=1).sum() > 50, color
+    assert vh.Task.load(task.save(tmp_path / "seg.pt")).config.class_colors == tuple(map(tuple, colors))
+
+
+@pytest.mark.parametrize("colors", [[[0, 0, 0], [255, 0]], [[0, 0, 0], [256, 0, 0]], [[0, 0, 0]], "red"])
+def test_bad_class_colors_say_what_they_take(colors):
+    with pytest.raises(vh.ConfigError, match=r"class_colors=.*give 2 \[R, G, B\] triples of whole numbers 0..255"):
+        vh.Task("segmentation", backbone="lenet5", num_classes=2, class_colors=colors)
+
+
 def test_mask_folders_and_coco_paths_are_read(tmp_path):
     root = tmp_path / "folder"
     (root / "images").mkdir(parents=True)

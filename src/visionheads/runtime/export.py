@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from visionheads._atomic import write_atomically
+from visionheads.data.transforms import image_hw
 from visionheads.deploy.metadata import EXTRA_FILE, FORMATS, KEY, ExportMetadata
 from visionheads.errors import ConfigError, one_of
 
@@ -66,8 +67,8 @@ def images_graph(
     task: RunnableTask, outputs: Callable[[dict[str, Any]], dict[str, torch.Tensor]], *, batched: bool = True
 ) -> ExportGraph:
     """An ExportGraph of uint8 images at the task's image size (two, so that BatchNorm-free checks see a batch)."""
-    side = int(task.config.image_size)
-    shape = (2, task.config.in_chans, side, side) if batched else (task.config.in_chans, side, side)
+    height, width = image_hw(task.config.image_size)
+    shape = (2, task.config.in_chans, height, width) if batched else (task.config.in_chans, height, width)
     example = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     module = ImagesGraph(task, outputs, batched=batched).eval()
     with torch.no_grad():
@@ -116,7 +117,7 @@ def export_task(
     names = list(task.config.class_names) if task.config.class_names is not None else None
     metadata = ExportMetadata(
         task=task.name, part=part, format=format, input_name=graph.input_name, output_names=list(graph.output_names),
-        in_chans=task.config.in_chans, resize=[task.config.image_size] * 2 if task.fixed_input_size else None,
+        in_chans=task.config.in_chans, resize=list(image_hw(task.config.image_size)) if task.fixed_input_size else None,
         dynamic=dynamic, mean=list(task.config.mean), std=list(task.config.std), class_names=names,
         config=task.config.arguments(),
     )  # fmt: skip

@@ -64,6 +64,11 @@ class AutoencoderTask(Task):
 
     def head_arguments(self, body: Backbone) -> dict[str, Any]:
         options = super().head_arguments(body)
+        if not isinstance(self.config.image_size, int):
+            raise ConfigError(
+                f"image_size={list(self.config.image_size)}: the autoencoder's decoder draws square images; "
+                "pass one side"
+            )
         if options.get("grid") is None:  # the deepest map's size at the task's image size: nothing pooled away
             options["grid"] = max(1, math.ceil(self.config.image_size / body.strides[-1]))
         return options

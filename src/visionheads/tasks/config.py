@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from visionheads.backbones import Backbone
+from visionheads.data.transforms import checked_size, image_hw
 from visionheads.errors import ConfigError, whole_number
 
 HeadBuilder = Callable[..., Any]  # (in_channels, strides, out_features, **head options) -> nn.Module
@@ -27,7 +28,8 @@ class TaskConfig:
     backbone: str = "simple_cnn"
     head: str = ""  # "" means the task's default head
     in_chans: int = 3
-    image_size: int | None = None  # None means the backbone's native input size
+    # the size the model sees: a side (square) or (height, width); None means the backbone's native input size
+    image_size: int | tuple[int, int] | None = None
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
     seed: int = 0
@@ -40,6 +42,8 @@ class TaskConfig:
     head_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.image_size is not None:  # a checkpoint's or a recipe's [height, width] list, as a tuple
+            object.__setattr__(self, "image_size", checked_size("image_size", self.image_size))
         if not isinstance(self.standardize_images, bool):
             raise ConfigError(f"standardize_images must be True or False, got {self.standardize_images!r}")
         if self.num_classes is not None:
@@ -96,10 +100,10 @@ def resolve_config(
         if key not in head_defaults:
             raise ConfigError(_unknown_option(task, key, names, head, head_defaults, heads))
     asked = arguments.get("image_size")
-    image_size = body.input_size if asked is None else whole_number("image_size", asked)
-    if image_size < body.min_input_size:
+    image_size = body.input_size if asked is None else checked_size("image_size", asked)
+    if min(image_hw(image_size)) < body.min_input_size:
         raise ConfigError(
-            f"image_size={image_size} is below what backbone {body.name!r} accepts ({body.min_input_size}); "
+            f"image_size={_plain(image_size)} is below what backbone {body.name!r} accepts ({body.min_input_size}); "
             "raise image_size"
         )
     arguments |= {

@@ -21,9 +21,9 @@ from visionheads.data.coco import coco_at
 from visionheads.data.instances import InstanceMasks
 from visionheads.data.masks import MaskFolders
 from visionheads.data.samples import IGNORE_INDEX
-from visionheads.data.transforms import eval_pipeline, train_pipeline
+from visionheads.data.transforms import MaskAsItIs, Size, checked_size, eval_pipeline, train_pipeline
 from visionheads.data.yolo import yolo_at
-from visionheads.errors import ConfigError, DataError
+from visionheads.errors import ConfigError, DataError, checked_colors
 from visionheads.heads import DeepLabV3PlusHead, FPNHead, SegNetHead, SegNetLiteHead, UnetHead
 from visionheads.metrics import confusion_metrics
 from visionheads.runtime.explain import Target
@@ -46,10 +46,18 @@ class SegmentationConfig(TaskConfig):
     hflip: bool | None = None  # mirror training images; None: where the data allows it
     # cross-entropy weight per class, or "median_frequency" (SegNet's balancing) of the training masks
     class_weights: ClassWeights = None
+    # train on random crops of this size (a side or (height, width)) of the resized images; None: whole images
+    crop_size: Size | None = None
+    # an (R, G, B) colour per class, 0..255, for the figures (e.g. a dataset's own palette); None: chosen ones
+    class_colors: tuple[tuple[int, int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "class_weights", checked_class_weights(self.class_weights))
+        if self.crop_size is not None:
+            object.__setattr__(self, "crop_size", checked_size("crop_size", self.crop_size))
+        if self.class_colors is not None:
+            object.__setattr__(self, "class_colors", checked_colors(self.class_colors, self.num_classes))
 
 
 @register_task
@@ -127,10 +135,11 @@ class SegmentationTask(Task):
         flips = source.flips_ok if hflip is None else bool(hflip)
         # Pixels that a shift or rotation brings in from outside the image carry no label: ignore them.
         config = self.config
-        return train_pipeline(config.image_size, flips=flips, fill_mask=IGNORE_INDEX)
+        return train_pipeline(config.image_size, flips=flips, fill_mask=IGNORE_INDEX, crop_size=config.crop_size)
 
     def eval_transform(self) -> Any:
-        return eval_pipeline(self.config.image_size)
+        """The image resized to image_size; the mask as it is, so that metrics compare with the labels themselves."""
+        return MaskAsItIs(eval_pipeline(self.config.image_size))
 
     def to_tensors(self, pipeline: Any, sample: dict[str, Any], where: str) -> dict[str, torch.Tensor]:
         mask = np.asarray(sample["mask"])
@@ -147,10 +156,27 @@ class SegmentationTask(Task):
         out = pipeline(image=sample["image"], mask=mask.astype(np.uint8 if self.num_classes < 255 else np.int32))
         return {"image": out["image"], "mask": out["mask"].long()}
 
+    def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Images stacked (B, C, H, W); masks stacked (B, H, W), or a list of (H, W) when evaluation keeps images of
+        several sizes at their own."""
+        masks = [sample["mask"] for sample in samples] if "mask" in samples[0] else None
+        batch = super().collate([{k: v for k, v in sample.items() if k != "mask"} for sample in samples])
+        if masks is not None:
+            same = all(mask.shape == masks[0].shape for mask in masks)
+            batch["mask"] = torch.stack(masks) if same else masks
+        return batch
+
     # 3. losses: cross-entropy for every pixel plus Dice for small classes that CE alone underweights
     def losses(self, outputs: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """outputs: scores (B, K, H, W); batch["mask"]: (B, H, W) class indices, 255 ignored."""
-        target, scores = batch["mask"], outputs.float()
+        """outputs: scores (B, K, h, w); batch["mask"]: (B, H, W) class indices, 255 ignored (or a list of (H, W)).
+        Scores at another size than the labels are resized to theirs first."""
+        pairs = _at_label_sizes(outputs, batch["mask"])
+        if len(pairs) == 1:
+            return self._losses(*pairs[0])
+        per_image = [self._losses(scores, target) for scores, target in pairs]
+        return {key: torch.stack([terms[key] for terms in per_image]).mean() for key in per_image[0]}
+
+    def _losses(self, scores: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         weight = class_weight_tensor(self.config.class_weights, scores)
         losses = {"cross_entropy": F.cross_entropy(scores, target, weight=weight, ignore_index=IGNORE_INDEX)}
         if self.config.dice_weight:
@@ -163,7 +189,8 @@ class SegmentationTask(Task):
         return MetricCollection({"confusion": matrix})
 
     def update_metrics(self, metrics: MetricCollection, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
-        metrics.update(outputs.detach().argmax(dim=1), batch["mask"])
+        for scores, target in _at_label_sizes(outputs.detach(), batch["mask"]):
+            metrics.update(scores.argmax(dim=1), target)
 
     def metric_values(self, computed: dict[str, torch.Tensor]) -> dict[str, float]:
         return confusion_metrics(computed["confusion"].cpu().numpy(), self._names())
@@ -206,8 +233,9 @@ class SegmentationTask(Task):
         images = [s["image"] for s in samples]
         masks = [s["mask"] for s in samples]
         matrix = evaluation.computed["confusion"].cpu().numpy()
+        colors = self.config.class_colors
         return [
-            plot_mask_grid(images, masks, self.predict(images), self._names(), out_dir / "masks.png"),
+            plot_mask_grid(images, masks, self.predict(images), self._names(), out_dir / "masks.png", colors=colors),
             plot_confusion(matrix, self._names(), out_dir / "confusion_matrix.png", unit="pixels", per_true_class=True),
         ]
 
@@ -224,6 +252,14 @@ class SegmentationTask(Task):
 def _class_score(scores: torch.Tensor, *, index: int) -> torch.Tensor:
     chosen = scores.argmax(dim=0) == index  # (H, W)
     return scores[index][chosen].sum() if chosen.any() else scores[index].sum()
+
+
+def _at_label_sizes(outputs: torch.Tensor, masks: torch.Tensor | list[torch.Tensor]) -> list[tuple[torch.Tensor, ...]]:
+    """(scores, mask) pairs with the scores (float, B x K x H x W) at their masks' size: one pair for a stacked
+    batch of masks (B, H, W), one per image for a list of (H, W) masks of several sizes."""
+    if torch.is_tensor(masks):
+        return [(_scores_at(outputs, masks.shape[-2:]), masks)]
+    return [(_scores_at(scores[None], mask.shape), mask[None]) for scores, mask in zip(outputs, masks, strict=True)]
 
 
 def _scores_at(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +20,18 @@ def class_colours(count: int) -> ListedColormap:
 
 
 def plot_mask_grid(
-    images: list[np.ndarray], true: list[np.ndarray], predicted: list[np.ndarray], names: list[str], path: Path
+    images: list[np.ndarray],
+    true: list[np.ndarray],
+    predicted: list[np.ndarray],
+    names: list[str],
+    path: Path,
+    *,
+    colors: Sequence[Sequence[int]] | None = None,
 ) -> Path:
-    """Three rows per image group: the image, its true mask, the predicted mask (PNG, with a class legend)."""
+    """Three rows per image group: the image, its true mask, the predicted mask (PNG, with a class legend); `colors`:
+    an (R, G, B) 0..255 per class, else distinct ones with class 0 black."""
     count = len(images)
-    colours = class_colours(len(names))
+    colours = ListedColormap(np.asarray(colors) / 255.0) if colors is not None else class_colours(len(names))
     norm = BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names))
     figure = Figure(figsize=(1.8 * count + 1.5, 5.6), layout="constrained")
     axes = figure.subplots(3, count, squeeze=False)
