@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from visionheads._atomic import write_atomically
 from visionheads.errors import ConfigError
+from visionheads.trackers import given_loggers
 
 RESUME_CHECKPOINT = "last.ckpt"  # the whole training state of a run, for fit(resume=...)
 LAST_WEIGHTS, BEST_WEIGHTS = "last.pt", "best.pt"
@@ -249,25 +250,16 @@ def checkpoint_io() -> AsyncCheckpointIO:
     return AsyncCheckpointIO(AtomicCheckpointIO())
 
 
-def run_loggers(run_dir: Path, extra: Any = None) -> list:
+def run_loggers(run_dir: Path, extra: Any = None, *, experiment: str = "visionheads") -> list:
     """metrics.csv in the run folder, TensorBoard event files beside it when tensorboard is installed, and the
-    user's own Lightning loggers (`extra`: one, a list, or None/False/True for none): beside ours, never instead,
-    so that the run folder always holds the history."""
+    user's trackers (`extra`: a name, a Lightning logger, a list of them, or None/False/True for none; see
+    trackers.py): beside ours, never instead, so that the run folder always holds the history."""
     loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
     if importlib.util.find_spec("tensorboard") is not None:
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard"))
-    if extra is None or isinstance(extra, bool):
-        return loggers
-    given = list(extra) if isinstance(extra, (list, tuple)) else [extra]
-    wrong = [item for item in given if not isinstance(item, Logger)]
-    if wrong:
-        raise ConfigError(
-            f"logger={wrong[0]!r}: give Lightning logger objects (e.g. lightning.pytorch.loggers.MLFlowLogger(...)); "
-            "metrics.csv in the run folder is always written"
-        )
-    return loggers + given
+    return loggers + given_loggers(extra, run_dir, experiment=experiment)
 
 
 class RunData(L.LightningDataModule):
@@ -312,6 +304,7 @@ def evaluated_once(loader: DataLoader) -> DataLoader:
 def build_trainer(
     *,
     run_dir: Path,
+    experiment: str = "visionheads",
     epochs: int,
     monitor: str,
     mode: str,
@@ -337,7 +330,7 @@ def build_trainer(
         devices = "auto"
     if progress is None:
         progress = sys.stderr.isatty()
-    loggers = run_loggers(run_dir, trainer_kwargs.pop("logger", None))
+    loggers = run_loggers(run_dir, trainer_kwargs.pop("logger", None), experiment=experiment)
     record = RunRecord(
         run_dir, monitor, mode, total_epochs=epochs, print_lines=not progress, checkpoint_every=checkpoint_every
     )

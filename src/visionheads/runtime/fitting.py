@@ -40,6 +40,7 @@ from visionheads.runtime.history import History
 from visionheads.runtime.loaders import data_loader
 from visionheads.runtime.module import SCHEDULES, STRATEGIES, TaskModule, TrainingPlan
 from visionheads.runtime.resuming import check_resumable, resume_checkpoint
+from visionheads.trackers import publish_run_folder
 
 if TYPE_CHECKING:
     from visionheads.runtime.protocol import RunnableTask
@@ -170,6 +171,7 @@ def run_fit(task: RunnableTask, train: Any, val: Any, settings: FitSettings) -> 
         if trainer.is_global_zero:
             task.plot(run_dir, data=evaluation, history=history)
     if trainer.is_global_zero:
+        publish_run_folder(trainer.loggers, run_dir)  # to the trackers that keep files (MLflow, W&B)
         print(f"results saved to {run_dir}", file=sys.stderr)
     return history
 
@@ -207,18 +209,21 @@ def _train(
 ) -> tuple[L.Trainer, RunRecord]:
     """Write the run's config (a new run), build the Trainer and run it; an interrupted fit says how to resume."""
     task = module.task
+    record = {"task": {"name": task.name, **task.config.arguments()}, "fit": settings.record() | data}
     if checkpoint is None and first:
-        record = {"task": {"name": task.name, **task.config.arguments()}, "fit": settings.record() | data}
         (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
     monitor, mode = task.monitor if validated else ("train_loss", "min")
     trainer, run_record = build_trainer(
-        run_dir=run_dir, epochs=settings.epochs, monitor=monitor, mode=mode, accelerator=settings.accelerator,
+        run_dir=run_dir, experiment=task.name, epochs=settings.epochs, monitor=monitor, mode=mode,
+        accelerator=settings.accelerator,
         devices=settings.devices, precision=settings.precision, distributed=settings.distributed,
         patience=settings.patience, callbacks=list(settings.callbacks), progress=settings.progress,
         checkpoint_every=settings.checkpoint_every, fixed_input_size=task.fixed_input_size, **settings.trainer,
     )  # fmt: skip
     if checkpoint is not None and first:
         print(f"resuming from {checkpoint}", file=sys.stderr)
+    for logger in trainer.loggers[1:]:  # the trackers beside our metrics.csv (config.yaml holds the same)
+        logger.log_hyperparams(record["task"] | record["fit"])
     try:
         with quiet_lightning():
             # weights_only: a checkpoint file is data, never code (optimizer, loops and history are plain values).
