@@ -234,15 +234,18 @@ def _predict(args: argparse.Namespace) -> int:
     stems = _output_stems(args.images)
     if task.name == "detection":
         return _write_detections(task.in_chans, args.images, stems, results, out)
+    failed = 0
     for image, stem, result in zip(args.images, stems, results, strict=False):
-        if getattr(result, "ndim", 0) == 2:  # a mask: too big to print, written as a palette PNG of class indices
+        if isinstance(result, Exception):  # an unreadable file: said, the others written; the exit status says 1
+            shown, failed = f"error: {result}", failed + 1
+        elif getattr(result, "ndim", 0) == 2:  # a mask: too big to print, written as a palette PNG of class indices
             shown = f"mask saved to {save_mask(result, out / f'{stem}_mask.png')}"
         elif getattr(result, "ndim", 0) == 3:  # an image (a reconstruction): written as a PNG
             shown = f"image saved to {_save_image(result, out / f'{stem}_{task.name}.png')}"
         else:
             shown = {k: v for k, v in result.items() if k != "probs"} if isinstance(result, dict) else result
         echo(f"{image}: {shown}")
-    return 0
+    return 1 if failed else 0
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -336,13 +339,17 @@ def _write_detections(in_chans: int, images: list[str], stems: list[str], result
     from visionheads.viz.detection import draw_detections
 
     for image_id, (image, stem, result) in enumerate(zip(images, stems, results, strict=True), start=1):
+        if isinstance(result, Exception):  # an unreadable file: said, and left out of the results file
+            echo(f"{image} (image_id {image_id}): error: {result}")
+            continue
         shown = ", ".join(f"{n} {s:.2f}" for n, s in zip(result["labels"], result["scores"], strict=True) if s >= 0.5)
         array = image_arrays([image], in_chans)[0]
         picture = draw_detections(array, result, out / f"{stem}_detections.png")
         echo(f"{image} (image_id {image_id}): {len(result['boxes'])} detection(s); {shown or 'none'} >= 0.5; {picture}")
-    path = write_coco_results(results_list(range(1, len(results) + 1), results), out / "detections.json")
+    read = [(image_id, result) for image_id, result in enumerate(results, start=1) if not isinstance(result, Exception)]
+    path = write_coco_results(results_list([i for i, _ in read], [r for _, r in read]), out / "detections.json")
     echo(f"detections (COCO results JSON, image ids in the order given): {path}")
-    return 0
+    return 1 if len(read) < len(results) else 0
 
 
 def _save_image(array: Any, path: Path) -> Path:

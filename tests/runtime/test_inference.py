@@ -106,3 +106,16 @@ def test_workers_follow_the_cores_where_a_gpu_computes(monkeypatch):
 def test_predict_takes_only_images_or_folders_of_them(tmp_path):
     with pytest.raises(vh.DataError, match="no image files"):
         _task().predict(tmp_path)
+
+
+def test_predict_shows_progress_on_a_terminal_or_when_asked_and_is_quiet_when_piped_or_told(capsys, monkeypatch):
+    task = vh.Task("classification", backbone="lenet5", image_size=16, num_classes=3)
+    images = np.zeros((12, 16, 16, 3), dtype=np.uint8)  # three batches of 4
+    task.predict(images, batch_size=4)  # stderr is captured here, not a terminal: quiet
+    assert capsys.readouterr().err == ""
+    task.predict(images, batch_size=4, progress=True)
+    bar = capsys.readouterr().err
+    assert "predict" in bar and "3/3" in bar
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    task.predict(images, batch_size=4, progress=False)
+    assert capsys.readouterr().err == ""

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from visionheads.data.images import IMAGE_SUFFIXES, check_image_file, read_image
+from visionheads.data.images import IMAGE_SUFFIXES, check_image_files, read_image
 from visionheads.errors import DataError
 
 _IGNORED = {"thumbs.db", "desktop.ini"}
@@ -33,6 +33,7 @@ class ClassFolders(Dataset):
                 raise DataError(f"{class_dir}: class folder {class_dir.name!r} holds no images; add some or remove it")
             self.files += files
             self.labels += [label] * len(files)
+        check_image_files(self.files, str(self.root))  # all of them before any training: one error names each bad one
 
     def __len__(self) -> int:
         return len(self.files)
@@ -51,6 +52,5 @@ def _image_files(class_dir: Path) -> list[Path]:
                 f"{path}: not an image file (suffix {path.suffix or 'none'!r}); class folders may hold only "
                 f"images ({', '.join(IMAGE_SUFFIXES)}); move it out"
             )
-        check_image_file(path)
         files.append(path)
     return files

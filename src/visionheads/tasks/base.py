@@ -454,15 +454,22 @@ class Task(nn.Module):
         return self.evaluation(data, **options).metrics
 
     def predict(
-        self, images: Any, *, batch_size: int = 64, compile: bool | str = False, tta: bool = False
+        self,
+        images: Any,
+        *,
+        batch_size: int = 64,
+        compile: bool | str = False,
+        tta: bool = False,
+        progress: bool | None = None,
     ) -> list[Any]:
         """Predictions for image files or a folder of them, one HxWxC array, or a batch NxHxWxC; one result per
         image, at its size. Images are read batch by batch. `compile=True` runs the model through torch.compile
         (inductor; a string names another torch.compile backend), compiled on first use and kept for the task.
-        `tta=True` averages the outputs over the task's test-time views (see `evaluation`)."""
+        `tta=True` averages the outputs over the task's test-time views (see `evaluation`). `progress`: a bar over
+        the batches (None: on a terminal, when there is more than one batch; False: never)."""
         if tta:
             check_tta(self)
-        return predictions(self, images, batch_size=batch_size, compile=compile, tta=tta)
+        return predictions(self, images, batch_size=batch_size, compile=compile, tta=tta, progress=progress)
 
     def export(
         self,
