@@ -51,6 +51,7 @@ def test_image_size_takes_height_and_width_and_a_checkpoint_keeps_them(tmp_path)
         ({"image_size": "big"}, "image_size must be a whole number"),
         ({"image_size": (4, 64)}, r"image_size=\[4, 64\] is below what backbone 'simple_cnn' accepts"),
         ({"crop_size": (32,)}, r"crop_size is a side or \(height, width\), got \[32\]"),
+        ({"scale_range": (1.5, 0.75)}, r"scale_range=\(1.5, 0.75\); give \[low, high\] with 0 < low <= high"),
     ],
 )
 def test_bad_sizes_are_config_errors_that_name_the_field(options, message):
@@ -73,6 +74,18 @@ def test_training_crops_have_the_crop_size_and_pad_with_ignored_labels():
         assert sample["image"].shape == (3, 24, 48) and sample["mask"].shape == (24, 48)
         # 40 px resized wide, 48 cropped: the 8 columns padded in are labelled "ignore", never a class
         assert (sample["mask"] == IGNORE_INDEX).sum() >= 24 * 8
+
+
+def test_scale_range_zooms_training_images_and_what_a_zoom_out_brings_in_is_ignored():
+    task = vh.Task("segmentation", backbone="simple_cnn", num_classes=3, image_size=(30, 40), scale_range=(0.5, 0.5))
+    pipeline = task.train_transform(Source(_scenes(1, 30, 40), "scenes"))
+    ignored = []
+    for seed in range(6):
+        pipeline.set_random_seed(seed)
+        mask = task.to_tensors(pipeline, _scenes(1, 30, 40, seed=seed)[0], "scenes[0]")["mask"]
+        ignored.append(float((mask == IGNORE_INDEX).float().mean()))
+    # at half size three quarters of the frame come from outside (when the affine step runs: 80 % of draws)
+    assert max(ignored) > 0.6 and sorted(ignored)[len(ignored) // 2] > 0.6
 
 
 def test_evaluation_scores_each_image_at_its_own_size_against_its_labels_as_they_are():

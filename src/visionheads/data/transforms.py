@@ -77,16 +77,18 @@ def train_pipeline(
     seed: int | None = None,
     fill_mask: int = 0,
     crop_size: Size | None = None,
+    scale: tuple[float, float] = (0.9, 1.1),
     **compose_kwargs,
 ) -> A.Compose:
     """Mild geometric and photometric jitter; horizontal flips only where a mirror keeps the meaning; with
     `crop_size`, a random crop of the resized image (padded with `fill_mask` labels where it is smaller).
 
-    `fill_mask` labels the mask pixels that a shift or rotation brings in from outside the image.
+    `fill_mask` labels the mask pixels that a shift or rotation brings in from outside the image; `scale` is the
+    range of the random zoom.
     """
     steps = [
         A.Resize(*image_hw(image_size)),
-        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.08, 0.08), rotate=(-10, 10), fill_mask=fill_mask, p=0.8),
+        A.Affine(scale=scale, translate_percent=(-0.08, 0.08), rotate=(-10, 10), fill_mask=fill_mask, p=0.8),
     ]
     if crop_size is not None:
         height, width = image_hw(crop_size)

@@ -48,6 +48,7 @@ class SegmentationConfig(TaskConfig):
     class_weights: ClassWeights = None
     # train on random crops of this size (a side or (height, width)) of the resized images; None: whole images
     crop_size: Size | None = None
+    scale_range: tuple[float, float] = (0.9, 1.1)  # the random zoom of training images (before the crop)
     # an (R, G, B) colour per class, 0..255, for the figures (e.g. a dataset's own palette); None: chosen ones
     class_colors: tuple[tuple[int, int, int], ...] | None = None
 
@@ -58,6 +59,8 @@ class SegmentationConfig(TaskConfig):
             object.__setattr__(self, "crop_size", checked_size("crop_size", self.crop_size))
         if self.class_colors is not None:
             object.__setattr__(self, "class_colors", checked_colors(self.class_colors, self.num_classes))
+        low, high = _checked_range("scale_range", self.scale_range)
+        object.__setattr__(self, "scale_range", (low, high))
 
 
 @register_task
@@ -135,7 +138,8 @@ class SegmentationTask(Task):
         flips = source.flips_ok if hflip is None else bool(hflip)
         # Pixels that a shift or rotation brings in from outside the image carry no label: ignore them.
         config = self.config
-        return train_pipeline(config.image_size, flips=flips, fill_mask=IGNORE_INDEX, crop_size=config.crop_size)
+        return train_pipeline(config.image_size, flips=flips, fill_mask=IGNORE_INDEX, crop_size=config.crop_size,
+                              scale=config.scale_range)  # fmt: skip
 
     def eval_transform(self) -> Any:
         """The image resized to image_size; the mask as it is, so that metrics compare with the labels themselves."""
@@ -247,6 +251,14 @@ class SegmentationTask(Task):
             raise ConfigError(f"segmentation explains one class at a time: pass target= one of {self._names()}")
         index = self.class_index(target)
         return [partial(_class_score, index=index)] * len(outputs)
+
+
+def _checked_range(name: str, value: Any) -> tuple[float, float]:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        low, high = float(value[0]), float(value[1])
+        if 0 < low <= high:
+            return low, high
+    raise ConfigError(f"{name}={value!r}; give [low, high] with 0 < low <= high, e.g. [0.75, 1.5]")
 
 
 def _class_score(scores: torch.Tensor, *, index: int) -> torch.Tensor:

@@ -1,0 +1,76 @@
+"""CamVid street scenes, side by side: the plain baseline (../shared/baselines/camvid_plain_smp.py: smp's U-Net over
+the ImageNet EfficientNet-Lite0 body, plain cross-entropy, 160x224 crops, a hand-written loop) and the recipe
+tasks/segmentation_camvid.yaml, on the same split (train -> val at 180x240, void ignored) and epochs, one after the
+other; each whole command timed (reading the data, training, scoring).
+
+    python bench/camvid_vs_plain.py [--data ../shared/data/camvid_180] [--epochs N] [--weights LITE0.safetensors]
+                                    [key=value ...]
+
+--epochs defaults to the recipe's. Extra key=value pairs go to the recipe (e.g. class_weights=null). The recipe keeps
+its best validated epoch, as fit does; the row also shows its last epoch's val mIoU, which involves no selection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BASELINE = ROOT.parent / "shared" / "baselines" / "camvid_plain_smp.py"
+RECIPE = ROOT / "tasks" / "segmentation_camvid.yaml"
+LITE0 = Path("~/.cache/visionheads/weights/tf_efficientnet_lite0.safetensors").expanduser()
+
+
+def timed(command: list[str]) -> tuple[str, float]:
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "camvid_180")
+    parser.add_argument("--epochs", type=int, default=yaml.safe_load(RECIPE.read_text())["fit"]["epochs"])
+    parser.add_argument("--weights", type=Path, default=LITE0)
+    parser.add_argument("overrides", nargs="*", help="key=value for the recipe")
+    args = parser.parse_args()
+    data = args.data.resolve()
+    rows = []
+    recipe = [f"train={data}/train", f"val={data}/val", f"test={data}/val", f"weights={args.weights}",
+              f"epochs={args.epochs}", "progress=false", "plots=false", "project=runs/bench",
+              f"name=camvid-{time.strftime('%Y%m%d-%H%M%S')}", *args.overrides]  # fmt: skip
+    output, seconds = timed([sys.executable, "-m", "visionheads.cli", "fit", str(RECIPE), *recipe])
+    found = dict(re.findall(r"^(miou|class_accuracy|pixel_accuracy)\s+([0-9.]+)$", output, flags=re.MULTILINE))
+    run_dir = ROOT / "runs" / "bench" / "segmentation" / recipe[8].removeprefix("name=")
+    with (run_dir / "metrics.csv").open() as file:
+        last = [row for row in csv.DictReader(file) if row.get("val_miou")][-1]
+    name = "visionheads recipe" + (f" ({' '.join(args.overrides)})" if args.overrides else "")
+    rows.append((name, float(found["miou"]), float(found["class_accuracy"]), float(found["pixel_accuracy"]),
+                 float(last["val_miou"]), seconds))  # fmt: skip
+    print(f"recipe done in {seconds:.0f} s", file=sys.stderr, flush=True)
+    output, seconds = timed([sys.executable, str(BASELINE), str(data), "--weights", str(args.weights),
+                             "--epochs", str(args.epochs)])  # fmt: skip
+    found = re.search(r"mIoU ([0-9.]+) class-avg acc ([0-9.]+) global acc ([0-9.]+)", output)
+    if found is None:
+        raise SystemExit(f"no scores in the baseline's output:\n{output[-2000:]}")
+    rows.insert(0, ("plain smp loop (CE)", *map(float, found.groups()), None, seconds))
+    print(f"\nCamVid val (101 images at 180x240, void ignored), {args.epochs} epochs, the same Lite0 ImageNet body\n")
+    print("| | val mIoU | class-avg acc | global acc | last epoch's mIoU | wall time |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for what, miou, class_avg, global_acc, last_miou, wall in rows:
+        last_text = "" if last_miou is None else f"{last_miou:.3f}"
+        print(f"| {what} | {miou:.3f} | {class_avg:.3f} | {global_acc:.3f} | {last_text} | {wall:.0f} s |")
+
+
+if __name__ == "__main__":
+    main()
