@@ -41,9 +41,7 @@ def _named(name: str, run_dir: Path, experiment: str) -> list[Logger]:
     package = _PACKAGES.get(name)
     if package is not None and importlib.util.find_spec(package) is None:
         raise ConfigError(f"logger={name!r} needs the {package} package: pip install {package}")
-    if name == "csv":  # the run folder's metrics.csv, always written
-        return []
-    if name == "tensorboard":  # written beside metrics.csv whenever tensorboard is installed
+    if name in ("csv", "tensorboard"):  # the run folder's metrics.csv, and TensorBoard files when installed: always
         return []
     if name == "mlflow":
         import mlflow
