@@ -70,3 +70,21 @@ def test_every_head_on_stage_maps_gives_its_shapes_and_trains(task, head_name, b
     without = [name for name, p in head.named_parameters() if p.grad is None]
     assert not without, f"parameters without a gradient: {without[:5]}"
     assert maps[-1].grad is not None and torch.isfinite(maps[-1].grad).all()  # the deepest map is read
+
+
+@pytest.mark.parametrize("body_name", ["lenet5", "resnet18"])  # the finest stage at input size / below it
+def test_unet_decoder_channels_set_each_blocks_width_deep_to_fine(body_name, bodies):
+    body = bodies(body_name)
+    mirrored = UnetHead(body.channels, body.strides, OUT)
+    blocks = len(body.channels) - 1 + (body.strides[0] > 1)
+    asked = [8 * (blocks - i) for i in range(blocks)]  # e.g. 40, 32, 24, 16, 8: none of them a mirrored width
+    head = UnetHead(body.channels, body.strides, OUT, decoder_channels=asked)
+    convs = [m for m in head.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [bn.num_features for bn in convs][1::2] == asked  # two conv-BN-ReLU per block, the second one's width
+    assert head.classifier.in_channels == asked[-1] != mirrored.classifier.in_channels
+    assert head(_maps(body)).shape == mirrored(_maps(body)).shape
+
+
+def test_unet_decoder_channels_of_the_wrong_length_name_what_the_body_needs():
+    with pytest.raises(vh.ConfigError, match=r"decoder_channels=\[64, 32\]: this body needs 5 positive widths"):
+        vh.Task("segmentation", backbone="resnet18", num_classes=3, decoder_channels=[64, 32])

@@ -8,12 +8,16 @@ the segmentation task resizes the last pixel or two.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from segmentation_models_pytorch.decoders.deeplabv3.decoder import ASPP, SeparableConv2d
 from segmentation_models_pytorch.decoders.fpn.decoder import Conv3x3GNReLU
 from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoderBlock
 from torch import nn
 from torch.nn import functional as F
+
+from visionheads.errors import ConfigError
 
 MIN_WIDTH, MAX_WIDTH = 16, 256  # smp's U-Net decoder spans 256 -> 16 too
 
@@ -30,23 +34,53 @@ def _full_size(features: list[torch.Tensor], strides: list[int]) -> tuple[int, i
     return height * strides[0], width * strides[0]
 
 
+def decoder_widths(in_channels: list[int], strides: list[int], asked: Sequence[int] | None) -> list[int]:
+    """The width of each decoder block, deep to fine (the last one at full size when the finest stage is below it).
+
+    `asked` is smp's `decoder_channels` (e.g. 256, 128, 64, 32, 16); None mirrors the encoder.
+    """
+    blocks = len(in_channels) - 1 + (strides[0] > 1)
+    if asked is None:
+        widths = mirrored_widths(in_channels)[-2::-1]  # the block landing on stage i is as wide as stage i
+        return widths + [max(MIN_WIDTH, widths[-1] // 2)] if strides[0] > 1 else widths
+    widths = list(asked)
+    if len(widths) != blocks or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+        raise ConfigError(
+            f"decoder_channels={_plain(asked)}: this body needs {blocks} positive widths, deep to fine "
+            f"(one per decoder block), e.g. {[min(MAX_WIDTH, 16 * 2**i) for i in range(blocks)][::-1]}"
+        )
+    return widths
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
 class _Decoder(nn.Module):
     """Deepest map -> one UnetDecoderBlock per shallower stage (with or without its skip) -> full size -> scores."""
 
-    def __init__(self, in_channels: list[int], strides: list[int], out_features: int, *, skips: bool) -> None:
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        out_features: int,
+        *,
+        skips: bool,
+        decoder_channels: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         self.strides, self.skips = strides, skips
-        widths = mirrored_widths(in_channels)
+        widths = decoder_widths(in_channels, strides, decoder_channels)
         blocks, width = [], in_channels[-1]
-        for stage in range(len(in_channels) - 2, -1, -1):  # land on each shallower stage, deep to fine
+        for stage, out in zip(range(len(in_channels) - 2, -1, -1), widths, strict=False):  # deep to fine
             skip = in_channels[stage] if skips else 0
-            blocks.append(UnetDecoderBlock(width, skip, widths[stage], interpolation_mode="nearest"))
-            width = widths[stage]
+            blocks.append(UnetDecoderBlock(width, skip, out, interpolation_mode="nearest"))
+            width = out
         self.blocks = nn.ModuleList(blocks)
         self.final = None
         if strides[0] > 1:  # the finest stage is below input resolution: one more block up to it, no skip
-            self.final = UnetDecoderBlock(width, 0, max(MIN_WIDTH, width // 2))
-            width = max(MIN_WIDTH, width // 2)
+            self.final = UnetDecoderBlock(width, 0, widths[-1])
+            width = widths[-1]
         self.classifier = nn.Conv2d(width, out_features, 3, padding=1)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
@@ -60,10 +94,21 @@ class _Decoder(nn.Module):
 
 
 class UnetHead(_Decoder):
-    """U-Net decoder: upsample, concatenate the same-resolution stage map, two 3x3 conv-BN-ReLU; per stage."""
+    """U-Net decoder: upsample, concatenate the same-resolution stage map, two 3x3 conv-BN-ReLU; per stage.
 
-    def __init__(self, in_channels: list[int], strides: list[int], out_features: int) -> None:
-        super().__init__(in_channels, strides, out_features, skips=True)
+    `decoder_channels`: each block's width, deep to fine, as smp's `Unet(decoder_channels=...)`; None mirrors the
+    encoder's stages (narrower and faster than smp's 256, 128, 64, 32, 16).
+    """
+
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        out_features: int,
+        *,
+        decoder_channels: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(in_channels, strides, out_features, skips=True, decoder_channels=decoder_channels)
 
 
 class SegNetLiteHead(_Decoder):
@@ -72,8 +117,15 @@ class SegNetLiteHead(_Decoder):
     Fits any body; `SegNetHead` is the 2015 design, which unpools with a VGG encoder's max-pooling indices.
     """
 
-    def __init__(self, in_channels: list[int], strides: list[int], out_features: int) -> None:
-        super().__init__(in_channels, strides, out_features, skips=False)
+    def __init__(
+        self,
+        in_channels: list[int],
+        strides: list[int],
+        out_features: int,
+        *,
+        decoder_channels: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(in_channels, strides, out_features, skips=False, decoder_channels=decoder_channels)
 
 
 class FPNHead(nn.Module):
