@@ -47,3 +47,12 @@ def test_devices_trains_every_recipe_a_few_steps_and_prints_its_row(
         parity = row.rstrip(" |").split(" | ")[-1]
         values = [float(value) for value in re.findall(r" ([0-9.]+e[+-]\d+)", " " + parity)]
         assert values and max(values) <= 1e-3, row  # the exported model equals eager on this device
+
+
+def test_folder_check_times_the_check_and_a_full_read(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    monkeypatch.setattr(sys, "argv", ["folder_check.py", "--files", "12", "--size", "64", "48"])
+    runpy.run_path(str(BENCH / "folder_check.py"), run_name="__main__")
+    printed = capsys.readouterr().out
+    rows = re.findall(r"^\| (the check|baseline)[^|]*\| ([0-9.]+) \| ([0-9.]+) \|$", printed, flags=re.MULTILINE)
+    assert [row[0] for row in rows] == ["the check", "baseline"], printed
+    assert re.search(r"the check costs [0-9.]+x one full read", printed)
