@@ -52,6 +52,7 @@ def test_run_recipe_in_python_matches_the_cli(tmp_path):
     assert task.history.run_dir.name == "py" and len(task.history.rows) == 1
 
 
+@pytest.mark.smoke
 def test_fit_by_task_name_and_bad_override_are_clear(tmp_path, capsys):
     assert main(["fit", "classification", "train=digits[:100]", "epochs=1", "backbone=lenet5", "in_chans=1",
                  "image_size=16", "test=digits:test[:40]"]) == 0  # fmt: skip

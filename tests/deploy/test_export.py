@@ -103,6 +103,7 @@ class TestAutoencoder:
 
 
 class TestSiamese:
+    @pytest.mark.smoke
     @pytest.mark.parametrize("file_format", FORMATS)
     def test_embeddings_export_and_match_eager(self, file_format, tmp_path):
         task = vh.Task("siamese", class_names=["a", "b"], threshold=0.3, **SMALL)

@@ -139,6 +139,7 @@ def test_every_noise_corrupts_the_share_asked(noise):
     assert changed == pytest.approx(0.3, abs=0.02)
 
 
+@pytest.mark.smoke
 def test_vae_samples_interpolates_and_reports_elbo():
     task = vh.Task("autoencoder", backbone="lenet5", head="vae", in_chans=1, image_size=SIDE, latent_dim=8,
                    kl_warmup_epochs=2, seed=0)  # fmt: skip

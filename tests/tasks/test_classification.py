@@ -66,6 +66,7 @@ def test_fit_on_arrays_infers_classes_and_writes_plots(tiny_arrays):
     assert (history.run_dir / "config.yaml").is_file()
 
 
+@pytest.mark.smoke
 def test_class_folders_give_class_names_and_predictions(tmp_path, class_folders):
     root = class_folders
     task = vh.Task("classification", backbone="lenet5", image_size=32)

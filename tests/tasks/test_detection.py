@@ -375,6 +375,7 @@ def test_cli_evaluates_coco_subsets_and_predict_writes_results_and_pictures(tmp_
     assert (tmp_path / "out" / "00001_detections.png").stat().st_size > 1000
 
 
+@pytest.mark.smoke
 def test_fit_writes_the_run_folder_with_figures_and_results(tmp_path):
     task = vh.Task("detection", backbone="lenet5", min_size=64, max_size=64, **TINY)
     history = task.fit("shapes[:16]", "shapes:val[:8]", epochs=1, batch_size=8, progress=False)

@@ -137,6 +137,7 @@ def test_jitter_false_trains_on_the_images_as_given():
     assert any(not torch.equal(plain[0], other) for other in jittered)
 
 
+@pytest.mark.smoke
 def test_predict_and_derotate_and_plots(tmp_path):
     task = vh.Task("regression", backbone="lenet5", in_chans=1, image_size=24)
     task.fit("rotated-digits[:64]", "rotated-digits:val[:32]", epochs=1, **FAST)

@@ -117,7 +117,7 @@ def test_head_options_reach_their_head():
     assert all(conv.out_channels == 32 for conv in fpn.head.lateral)
     deeplab = vh.Task("segmentation", backbone="lenet5", head="deeplabv3plus", num_classes=2, aspp_channels=40)
     assert deeplab.head.classifier.in_channels == 40
-    with pytest.raises(vh.ConfigError, match="has no option 'decoder_width'.*options of head 'unet': none"):
+    with pytest.raises(vh.ConfigError, match="has no option 'decoder_width'.*options of head 'unet': decoder_channels"):
         vh.Task("segmentation", backbone="lenet5", num_classes=2, decoder_width=8)
     with pytest.raises(vh.ConfigError, match="an option of head 'fpn', not of 'unet'"):
         vh.Task("segmentation", backbone="lenet5", num_classes=2, pyramid_channels=32)
@@ -133,6 +133,7 @@ def test_fit_learns_to_segment_from_scratch():
     assert metrics["miou"] > 0.6 and min(metrics["iou_1"], metrics["iou_2"]) > 0.4
 
 
+@pytest.mark.smoke
 def test_predict_gives_masks_at_each_image_size_and_load_keeps_them(tmp_path):
     task = vh.Task("segmentation", backbone="lenet5", image_size=32, num_classes=3)
     task.fit(_mask_samples(), epochs=1, **FAST)

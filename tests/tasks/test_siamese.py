@@ -180,6 +180,7 @@ def test_labels_beyond_the_class_names_are_a_data_error_before_training():
         task.fit((images, np.array([0, 1, 2, 3, 4, 0])), epochs=1, **FAST)
 
 
+@pytest.mark.smoke
 def test_the_features_strategy_trains_the_projection_on_cached_body_features():
     task = vh.Task("siamese", backbone="lenet5", in_chans=1, image_size=SIDE, embedding_dim=16)
     before = [p.detach().clone() for p in task.backbone.parameters()]
