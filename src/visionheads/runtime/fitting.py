@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import os
 import shutil
 import signal
 import sys
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
+import torch.distributed as dist
 import yaml
 
+from visionheads._atomic import NO_ROOM, remove_leftovers
 from visionheads.data.catalog import Source, report_left_out
 from visionheads.data.pipeline import EpochClock
 from visionheads.engine import (
@@ -141,6 +144,8 @@ def run_fit(task: RunnableTask, train: Any, val: Any, settings: FitSettings) -> 
     first = not launched_as_another_process()  # under DDP, only the first process makes and fills the run folder
     if checkpoint is not None:
         run_dir = checkpoint.parent
+        if first:  # half-written temporary files of a fit killed while it saved: never read, only in the way
+            remove_leftovers(run_dir, CHECKPOINTS)
     elif first:
         run_dir = new_run_dir(settings.project, task.name, settings.name)
     else:
@@ -230,9 +235,25 @@ def _train(
             trainer.fit(module, datamodule=RunData(*loaders), ckpt_path=checkpoint, weights_only=True)
     except TrainingError:
         raise  # resuming would diverge again: its message says what to change instead
+    except OSError as error:
+        if error.errno not in NO_ROOM:
+            _say_how_to_resume(run_dir)
+            raise
+        # One line instead of Lightning's trace (the write fails in its checkpoint thread and is re-raised later).
+        raise TrainingError(
+            f"fit stopped: the disk is full, {error.filename or run_dir} could not be written "
+            f"({os.strerror(error.errno)}); the files saved before are unchanged. Free some space, then "
+            f"{_how_to_resume(run_record.run_dir)}"
+        ) from None
     except RuntimeError as error:
         if checkpoint is not None and "state_dict" in str(error):
             raise ConfigError(f"{checkpoint}: the checkpoint does not fit this task's model ({error})") from error
+        if _another_process_ended(error):
+            raise TrainingError(
+                f"fit stopped: another of its {dist.get_world_size()} processes ended, so this one stops too "
+                f"({str(error).splitlines()[0]}); that process's own output says why. Then "
+                f"{_how_to_resume(run_record.run_dir)}"  # under DDP, the first process's folder (RunRecord.setup)
+            ) from None
         _say_how_to_resume(run_dir)
         raise
     except SystemExit as stop:  # Lightning's graceful shutdown after Ctrl-C (exit 1) or SIGTERM (exit 0)
@@ -255,3 +276,17 @@ def _say_how_to_resume(run_dir: Path) -> None:
             f"or `visionheads fit RECIPE resume={run_dir}`",
             file=sys.stderr,
         )
+
+
+def _how_to_resume(run_dir: Path) -> str:
+    if (run_dir / RESUME_CHECKPOINT).is_file():
+        return f"continue with fit(..., resume={str(run_dir)!r}) or `visionheads fit RECIPE resume={run_dir}`"
+    return "start the fit again (no epoch was saved)"
+
+
+def _another_process_ended(error: RuntimeError) -> bool:
+    # A collective whose peer process is gone: gloo raises a RuntimeError ("Connection reset by peer", "closed by
+    # peer") from its transport, NCCL and newer torch a DistError.
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return False
+    return isinstance(error, dist.DistError) or "gloo/transport" in str(error)
