@@ -17,7 +17,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset, Subset
 
 from visionheads.data.boxes import CLIP_TOLERANCE
-from visionheads.data.coco_checks import check_coco, check_segmentation
+from visionheads.data.coco_checks import check_coco, check_segmentation, rle_string_counts
 from visionheads.data.images import read_image
 from visionheads.data.samples import IGNORE_INDEX, paint_objects
 from visionheads.errors import DataError, whole_number
@@ -128,7 +128,7 @@ class COCOSubset(Dataset):
         if segmentation is None or segmentation == [] or segmentation == {}:
             return None
         check_segmentation(segmentation, height, width, self._where(annotation))
-        return self.coco.annToMask(annotation)
+        return decode_rle(self.coco.annToRLE(annotation))
 
     def _box(self, annotation: dict[str, Any], mask: np.ndarray | None) -> tuple:
         """The annotation's box as xyxy inside the image: from its mask where the bbox has no size (in float32, as
@@ -326,3 +326,16 @@ def _box_mask(height: int, width: int, box: tuple[float, float, float, float]) -
     mask = np.zeros((height, width), dtype=np.uint8)
     mask[y0:y1, x0:x1] = 1
     return mask
+
+
+def decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    """The (H, W) uint8 mask of a compressed RLE (`{"size": [H, W], "counts": str | bytes}`, as pycocotools' encode,
+    frPyObjects, merge and annToRLE give it), equal to `pycocotools.mask.decode(rle)`.
+
+    Decoded here because pycocotools' decoder (2.0.11) hands NumPy an array-like whose `__array__` takes no `copy`
+    keyword: NumPy 2 warns (DeprecationWarning) on every mask, and will refuse once it drops that fallback.
+    """
+    height, width = (int(side) for side in rle["size"])
+    runs = rle_string_counts(rle["counts"])
+    values = (np.arange(len(runs)) % 2).astype(np.uint8)  # runs of 0s and 1s in turn, a run of 0s first
+    return np.repeat(values, runs).reshape(width, height).T  # column after column (Fortran order)

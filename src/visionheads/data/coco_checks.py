@@ -122,7 +122,7 @@ def _check_rle(rle: dict[str, Any], height: int, width: int, where: str) -> None
     if isinstance(counts, list):
         runs = counts if all(_whole(v) for v in counts) else None
     elif isinstance(counts, str):
-        runs = _string_counts(counts)
+        runs = rle_string_counts(counts)
     else:
         raise DataError(f"{where}: counts is a {type(counts).__name__}; give a list of run lengths or an RLE string")
     if runs is None or any(run < 0 for run in runs):
@@ -133,8 +133,9 @@ def _check_rle(rle: dict[str, Any], height: int, width: int, where: str) -> None
         )
 
 
-def _string_counts(text: str) -> list[int] | None:
+def rle_string_counts(text: str | bytes) -> list[int] | None:
     """The run lengths in pycocotools' compressed RLE string (its rleFrString, in Python), None where malformed."""
+    codes = text if isinstance(text, bytes) else [ord(character) for character in text]
     counts: list[int] = []
     position = 0
     while position < len(text):
@@ -142,7 +143,7 @@ def _string_counts(text: str) -> list[int] | None:
         while more:
             if position >= len(text):
                 return None  # the string ends inside a number
-            code = ord(text[position]) - 48
+            code = codes[position] - 48
             if not 0 <= code < 64:
                 return None
             value |= (code & 0x1F) << shift

@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from visionheads.data.coco import decode_rle
+
 CATEGORIES = ("circle", "square", "triangle")
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 SPLIT_COUNTS = {"train": 400, "val": 100, "test": 100}
@@ -100,7 +102,7 @@ def _scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[tuple[
         rle = mask_utils.merge(mask_utils.frPyObjects([polygon.reshape(-1).tolist()], size, size))
         # Paint exactly the pixels of the annotation's mask, so image and labels agree to the pixel.
         colour = _contrasting_colour(rng, background)
-        pixels[mask_utils.decode(rle) > 0] = colour + rng.normal(0, 8, size=3)
+        pixels[decode_rle(rle) > 0] = colour + rng.normal(0, 8, size=3)
         objects.append((category, polygon, rle))
     return np.clip(pixels, 0, 255).astype(np.uint8), objects
 

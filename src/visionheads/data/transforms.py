@@ -66,7 +66,7 @@ class MaskAsItIs:
     def __call__(self, *, image: np.ndarray, mask: np.ndarray | None = None) -> dict[str, Any]:
         out = dict(self.pipeline(image=image))
         if mask is not None:
-            out["mask"] = torch.from_numpy(np.ascontiguousarray(mask))
+            out["mask"] = torch.from_numpy(_writable(np.ascontiguousarray(mask)))  # a read-only mask: torch warns
         return out
 
 

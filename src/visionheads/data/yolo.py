@@ -16,7 +16,7 @@ import yaml
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
-from visionheads.data.coco import BACKGROUND
+from visionheads.data.coco import BACKGROUND, decode_rle
 from visionheads.data.images import IMAGE_SUFFIXES, read_image
 from visionheads.data.samples import paint_objects
 from visionheads.errors import DataError
@@ -124,7 +124,7 @@ class YOLODataset(Dataset):
 def polygon_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
     """A polygon (x1, y1, x2, y2, ...) in pixels as an (H, W) uint8 mask, rasterised as pycocotools does COCO's."""
     rle = mask_utils.frPyObjects([list(map(float, polygon))], height, width)
-    return mask_utils.decode(mask_utils.merge(rle)).astype(np.uint8)
+    return decode_rle(mask_utils.merge(rle))
 
 
 def yolo_at(path: Path, channels: int, split: str = "train") -> YOLODataset | None:
