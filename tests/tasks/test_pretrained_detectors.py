@@ -15,7 +15,7 @@ import visionheads as vh
 
 pytestmark = pytest.mark.detection
 # Random heads score every class about 1/91: no threshold, so that the comparison compares boxes
-OPEN = {"score_threshold": 0.0, "detections_per_image": 30, "min_size": 320, "max_size": 480}
+OPEN = {"score_threshold": 0.0, "detections_per_image": 30, "min_size": 160, "max_size": 240}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def _reference(name: str, path) -> torch.nn.Module:
     torch.manual_seed(0)
     build = getattr(detection, name)
     model = build(weights=None, weights_backbone=None, num_classes=91, box_score_thresh=0.0,
-                  box_detections_per_img=30, min_size=320, max_size=480).eval()  # fmt: skip
+                  box_detections_per_img=30, min_size=160, max_size=240).eval()  # fmt: skip
     torch.save(model.state_dict(), path)  # torchvision's own layout, as its weights files hold it
     return model
 
