@@ -272,16 +272,18 @@ def _train(
 def _say_how_to_resume(run_dir: Path) -> None:
     if (run_dir / RESUME_CHECKPOINT).is_file():
         print(
-            f"fit stopped; {run_dir} keeps every finished epoch. Continue with fit(..., resume={str(run_dir)!r}) "
-            f"or `visionheads fit RECIPE resume={run_dir}`",
-            file=sys.stderr,
+            f"fit stopped; {run_dir} keeps every finished epoch. Continue with {_resume_call(run_dir)}", file=sys.stderr
         )
 
 
 def _how_to_resume(run_dir: Path) -> str:
     if (run_dir / RESUME_CHECKPOINT).is_file():
-        return f"continue with fit(..., resume={str(run_dir)!r}) or `visionheads fit RECIPE resume={run_dir}`"
+        return f"continue with {_resume_call(run_dir)}"
     return "start the fit again (no epoch was saved)"
+
+
+def _resume_call(run_dir: Path) -> str:
+    return f"fit(..., resume={str(run_dir)!r}) or `visionheads fit RECIPE resume={run_dir}`"
 
 
 def _another_process_ended(error: RuntimeError) -> bool:
