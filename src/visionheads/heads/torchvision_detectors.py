@@ -104,20 +104,23 @@ def build_detector(
     return model, replaced
 
 
+_PROBE = 64  # the side of the blank image that measures the trunk's channels and strides (a multiple of 32)
+
+
 def trunk_backbone(name: str, model: nn.Module, *, weights: str | Path | None) -> Backbone:
     """The detector's trunk as a Backbone: its stage maps as a list, input pixels in [0, 1] (the detector's own
     transform normalises them as its weights expect)."""
     trunk = _Trunk(model.backbone.body)
     with torch.no_grad():
         trunk.eval()
-        maps = trunk(torch.zeros(1, 3, 256, 256))
+        maps = trunk(torch.zeros(1, 3, _PROBE, _PROBE))  # small: a ResNet-50 at 256 px took seconds per task
     info = WeightsInfo(
         tag="coco" if weights == "coco" else "file", source=str(weights) if weights is not None else "",
         license="as torchvision's weights say (BSD-3-Clause code; COCO-trained)", mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0), input_size=int(model.transform.min_size[-1]),
     )  # fmt: skip
     return Backbone(trunk, name=name, channels=[int(m.shape[1]) for m in maps],
-                    strides=[256 // int(m.shape[-1]) for m in maps], in_chans=3, min_input_size=64,
+                    strides=[_PROBE // int(m.shape[-1]) for m in maps], in_chans=3, min_input_size=64,
                     weights=info)  # fmt: skip
 
 
