@@ -88,6 +88,34 @@ def test_scale_range_zooms_training_images_and_what_a_zoom_out_brings_in_is_igno
     assert max(ignored) > 0.6 and sorted(ignored)[len(ignored) // 2] > 0.6
 
 
+def test_without_augment_training_takes_crops_and_flips_of_the_pixels_as_they_are():
+    task = vh.Task("segmentation", backbone="simple_cnn", num_classes=3, image_size=(30, 40), crop_size=(24, 32),
+                   scale_range=(0.5, 0.5), augment=False)  # fmt: skip
+    pipeline = task.train_transform(Source(_scenes(1, 30, 40), "scenes"))
+    mirrored = 0
+    for seed in range(8):
+        pipeline.set_random_seed(seed)
+        scene = _scenes(1, 30, 40, seed=seed)[0]
+        sample = task.to_tensors(pipeline, scene, "scenes[0]")
+        pixels = sample["image"].numpy()  # uint8 (3, H, W): no zoom, shift or colour change allowed
+        windows = [
+            (flip, top, left)
+            for top in range(30 - 24 + 1)
+            for left in range(40 - 32 + 1)
+            for flip in (False, True)
+            if np.array_equal(_window(scene["mask"], top, left, flip), sample["mask"].numpy())
+            and np.array_equal(_window(scene["image"], top, left, flip).transpose(2, 0, 1), pixels)
+        ]
+        assert windows, f"seed {seed}: the training sample is no crop of the scene"
+        mirrored += windows[0][0]
+    assert 0 < mirrored < 8  # flips still happen, on some draws
+
+
+def _window(array: np.ndarray, top: int, left: int, flip: bool) -> np.ndarray:
+    window = array[top : top + 24, left : left + 32]
+    return window[:, ::-1] if flip else window
+
+
 def test_evaluation_scores_each_image_at_its_own_size_against_its_labels_as_they_are():
     # Sizes the body's stride (8) does not divide, several in one batch, none at the model's input size.
     train = _scenes(48, 36, 48, seed=0)

@@ -78,18 +78,21 @@ def train_pipeline(
     fill_mask: int = 0,
     crop_size: Size | None = None,
     scale: tuple[float, float] = (0.9, 1.1),
+    jitter: bool = True,
     **compose_kwargs,
 ) -> A.Compose:
     """Mild geometric and photometric jitter; horizontal flips only where a mirror keeps the meaning; with
     `crop_size`, a random crop of the resized image (padded with `fill_mask` labels where it is smaller).
 
     `fill_mask` labels the mask pixels that a shift or rotation brings in from outside the image; `scale` is the
-    range of the random zoom.
+    range of the random zoom; `jitter=False` leaves out the zoom, shift, rotation and colour jitter (crops and flips
+    only).
     """
-    steps = [
-        A.Resize(*image_hw(image_size)),
-        A.Affine(scale=scale, translate_percent=(-0.08, 0.08), rotate=(-10, 10), fill_mask=fill_mask, p=0.8),
-    ]
+    steps = [A.Resize(*image_hw(image_size))]
+    if jitter:
+        steps.append(
+            A.Affine(scale=scale, translate_percent=(-0.08, 0.08), rotate=(-10, 10), fill_mask=fill_mask, p=0.8)
+        )
     if crop_size is not None:
         height, width = image_hw(crop_size)
         steps += [
@@ -98,8 +101,9 @@ def train_pipeline(
         ]
     if flips:
         steps.append(A.HorizontalFlip(p=0.5))
-    steps += [A.RandomBrightnessContrast(0.15, 0.15, p=0.3), ToTensor()]
-    return A.Compose(steps, seed=seed, **compose_kwargs)
+    if jitter:
+        steps.append(A.RandomBrightnessContrast(0.15, 0.15, p=0.3))
+    return A.Compose([*steps, ToTensor()], seed=seed, **compose_kwargs)
 
 
 def photometric_pipeline(image_size: Size, *, seed: int | None = None, **compose_kwargs) -> A.Compose:

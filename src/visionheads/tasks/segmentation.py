@@ -49,6 +49,8 @@ class SegmentationConfig(TaskConfig):
     # train on random crops of this size (a side or (height, width)) of the resized images; None: whole images
     crop_size: Size | None = None
     scale_range: tuple[float, float] = (0.9, 1.1)  # the random zoom of training images (before the crop)
+    # zoom (scale_range), shift, rotation and colour jitter of training images; False: crops and flips only
+    augment: bool = True
     # an (R, G, B) colour per class, 0..255, for the figures (e.g. a dataset's own palette); None: chosen ones
     class_colors: tuple[tuple[int, int, int], ...] | None = None
 
@@ -139,7 +141,7 @@ class SegmentationTask(Task):
         # Pixels that a shift or rotation brings in from outside the image carry no label: ignore them.
         config = self.config
         return train_pipeline(config.image_size, flips=flips, fill_mask=IGNORE_INDEX, crop_size=config.crop_size,
-                              scale=config.scale_range)  # fmt: skip
+                              scale=config.scale_range, jitter=config.augment)  # fmt: skip
 
     def eval_transform(self) -> Any:
         """The image resized to image_size; the mask as it is, so that metrics compare with the labels themselves."""
