@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from typing import Any
 
 
 class VisionHeadsError(Exception):
@@ -20,6 +21,15 @@ class DataError(VisionHeadsError, ValueError):
 
 class TrainingError(VisionHeadsError, RuntimeError):
     """Training that cannot go on, e.g. a loss that turned NaN or infinite."""
+
+
+def as_written(value: Any) -> Any:
+    """`value` as a user writes it in YAML or on the command line: tuples as lists, mapping keys as strings."""
+    if isinstance(value, (tuple, list)):
+        return [as_written(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): as_written(v) for k, v in value.items()}
+    return value
 
 
 def whole_number(name: str, value: object, minimum: int = 1) -> int:

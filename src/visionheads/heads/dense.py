@@ -9,6 +9,7 @@ the segmentation task resizes the last pixel or two.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from segmentation_models_pytorch.decoders.deeplabv3.decoder import ASPP, SeparableConv2d
@@ -17,7 +18,7 @@ from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoderBlock
 from torch import nn
 from torch.nn import functional as F
 
-from visionheads.errors import ConfigError
+from visionheads.errors import ConfigError, as_written
 
 MIN_WIDTH, MAX_WIDTH = 16, 256  # smp's U-Net decoder spans 256 -> 16 too
 
@@ -46,18 +47,20 @@ def decoder_widths(in_channels: list[int], strides: list[int], asked: Sequence[i
     widths = list(asked)
     if len(widths) != blocks or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
         raise ConfigError(
-            f"decoder_channels={_plain(asked)}: this body needs {blocks} positive widths, deep to fine "
+            f"decoder_channels={as_written(asked)}: this body needs {blocks} positive widths, deep to fine "
             f"(one per decoder block), e.g. {[min(MAX_WIDTH, 16 * 2**i) for i in range(blocks)][::-1]}"
         )
     return widths
 
 
-def _plain(value: object) -> object:
-    return list(value) if isinstance(value, tuple | list) else value
-
-
 class _Decoder(nn.Module):
-    """Deepest map -> one UnetDecoderBlock per shallower stage (with or without its skip) -> full size -> scores."""
+    """Deepest map -> one UnetDecoderBlock per shallower stage (with or without its skip) -> full size -> scores.
+
+    `decoder_channels`: each block's width, deep to fine, as smp's `Unet(decoder_channels=...)`; None mirrors the
+    encoder's stages (narrower and faster than smp's 256, 128, 64, 32, 16).
+    """
+
+    skips: ClassVar[bool]  # each block concatenates the same-resolution stage map (U-Net) or not (SegNet's shape)
 
     def __init__(
         self,
@@ -65,11 +68,11 @@ class _Decoder(nn.Module):
         strides: list[int],
         out_features: int,
         *,
-        skips: bool,
         decoder_channels: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        self.strides, self.skips = strides, skips
+        self.strides = strides
+        skips = self.skips
         widths = decoder_widths(in_channels, strides, decoder_channels)
         blocks, width = [], in_channels[-1]
         for stage, out in zip(range(len(in_channels) - 2, -1, -1), widths, strict=False):  # deep to fine
@@ -94,21 +97,9 @@ class _Decoder(nn.Module):
 
 
 class UnetHead(_Decoder):
-    """U-Net decoder: upsample, concatenate the same-resolution stage map, two 3x3 conv-BN-ReLU; per stage.
+    """U-Net decoder: upsample, concatenate the same-resolution stage map, two 3x3 conv-BN-ReLU; per stage."""
 
-    `decoder_channels`: each block's width, deep to fine, as smp's `Unet(decoder_channels=...)`; None mirrors the
-    encoder's stages (narrower and faster than smp's 256, 128, 64, 32, 16).
-    """
-
-    def __init__(
-        self,
-        in_channels: list[int],
-        strides: list[int],
-        out_features: int,
-        *,
-        decoder_channels: Sequence[int] | None = None,
-    ) -> None:
-        super().__init__(in_channels, strides, out_features, skips=True, decoder_channels=decoder_channels)
+    skips = True
 
 
 class SegNetLiteHead(_Decoder):
@@ -117,15 +108,7 @@ class SegNetLiteHead(_Decoder):
     Fits any body; `SegNetHead` is the 2015 design, which unpools with a VGG encoder's max-pooling indices.
     """
 
-    def __init__(
-        self,
-        in_channels: list[int],
-        strides: list[int],
-        out_features: int,
-        *,
-        decoder_channels: Sequence[int] | None = None,
-    ) -> None:
-        super().__init__(in_channels, strides, out_features, skips=False, decoder_channels=decoder_channels)
+    skips = False
 
 
 class FPNHead(nn.Module):

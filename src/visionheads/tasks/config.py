@@ -16,7 +16,7 @@ from typing import Any
 
 from visionheads.backbones import Backbone
 from visionheads.data.transforms import checked_size, image_hw
-from visionheads.errors import ConfigError, whole_number
+from visionheads.errors import ConfigError, as_written, whole_number
 
 HeadBuilder = Callable[..., Any]  # (in_channels, strides, out_features, **head options) -> nn.Module
 
@@ -57,15 +57,7 @@ class TaskConfig:
 
     def arguments(self) -> dict[str, Any]:
         """The config as plain data (lists, dicts, numbers, strings): YAML, hparams and checkpoints hold this."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
+        return {f.name: as_written(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 def head_option_defaults(build: HeadBuilder) -> dict[str, Any]:
@@ -103,8 +95,8 @@ def resolve_config(
     image_size = body.input_size if asked is None else checked_size("image_size", asked)
     if min(image_hw(image_size)) < body.min_input_size:
         raise ConfigError(
-            f"image_size={_plain(image_size)} is below what backbone {body.name!r} accepts ({body.min_input_size}); "
-            "raise image_size"
+            f"image_size={as_written(image_size)} is below what backbone {body.name!r} accepts "
+            f"({body.min_input_size}); raise image_size"
         )
     arguments |= {
         "backbone": body.name,
