@@ -51,9 +51,18 @@ def _outputs_text(cells: list) -> str:
     return "\n".join(out.get("text", "") + out.get("data", {}).get("text/plain", "") for out in _outputs(cells))
 
 
+# The notebooks show figures of photos as JPEG. Stored (notebooks/store.py), those outputs are replaced by a line
+# starting so: the photo datasets are for research use only and never copied into the repository.
+PHOTOS_NOT_STORED = "[a figure of the dataset's photos, not stored with the notebook"
+
+
 def _figures(cells: list) -> int:
     kinds = ("image/png", "image/jpeg")  # JPEG: the figures of photos
-    return sum(any(kind in out.get("data", {}) for kind in kinds) for out in _outputs(cells))
+    return sum(
+        any(kind in out.get("data", {}) for kind in kinds)
+        or out.get("data", {}).get("text/plain", "").startswith(PHOTOS_NOT_STORED)
+        for out in _outputs(cells)
+    )
 
 
 def _errors(cells: list) -> list[str]:
@@ -122,4 +131,6 @@ def test_stored_with_the_outputs_of_a_real_run(name):
     counts = [cell.execution_count for cell in code]
     assert counts == list(range(1, len(code) + 1)), f"{path.name}: not stored as one run top to bottom: {counts}"
     assert not _errors(code), f"{path.name}: stored with errors {_errors(code)}"
+    photos = [out for out in _outputs(code) if "image/jpeg" in out.get("data", {})]
+    assert not photos, f"{path.name}: stored with {len(photos)} figures of photos; store it with notebooks/store.py"
     check_outputs(name, code)
