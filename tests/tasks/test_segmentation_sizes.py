@@ -116,6 +116,23 @@ def _window(array: np.ndarray, top: int, left: int, flip: bool) -> np.ndarray:
     return window[:, ::-1] if flip else window
 
 
+def test_sizes_the_stride_does_not_divide_are_padded_with_mirrored_pixels_and_cropped_back():
+    # simple_cnn's deepest stride is 16: 45x61 is scored as its mirror-padded 48x64, so that every decoder block
+    # meets its skip map at exactly twice its own size (upsampling a 12-row map to 23 rows would misplace cells)
+    task = vh.Task("segmentation", backbone="simple_cnn", num_classes=3, image_size=(45, 61)).eval()
+    assert task.backbone.strides[-1] == 16
+    images = torch.randn(2, 3, 45, 61)
+    with torch.no_grad():
+        scores = task.forward(images)
+        by_hand = task.model(torch.nn.functional.pad(images, (0, 3, 0, 3), mode="reflect"))[..., :45, :61]
+        divisible = torch.randn(2, 3, 48, 64)
+        assert torch.equal(task.forward(divisible), task.model(divisible))  # nothing padded where nothing is needed
+    assert scores.shape == (2, 3, 45, 61)
+    torch.testing.assert_close(scores, by_hand)
+    with torch.no_grad():  # a pad as large as the image cannot mirror it: its edge pixels are repeated instead
+        assert task.forward(torch.randn(1, 3, 3, 5)).shape == (1, 3, 3, 5)
+
+
 def test_evaluation_scores_each_image_at_its_own_size_against_its_labels_as_they_are():
     # Sizes the body's stride (8) does not divide, several in one batch, none at the model's input size.
     train = _scenes(48, 36, 48, seed=0)
