@@ -53,6 +53,19 @@ def test_evaluate_with_tta_scores_the_averaged_outputs():
     assert metrics["pixel_accuracy"] == pytest.approx(np.mean(np.stack(predicted) == truth), abs=1e-6)
 
 
+def test_segmentation_views_rescale_only_where_training_zoomed():
+    images = _images(2, size=32, seed=2)
+    zoomed = vh.Task("segmentation", backbone="lenet5", image_size=32, num_classes=2, seed=0)
+    fixed = vh.Task("segmentation", backbone="lenet5", image_size=32, num_classes=2, seed=0, augment=False).eval()
+    assert sorted({scale for _, scale in zoomed.tta_views}) == [0.75, 1.0, 1.25]
+    assert sorted(fixed.tta_views) == [(False, 1.0), (True, 1.0)]  # the image and its mirror only
+    inputs = fixed.model_inputs(torch.from_numpy(images).permute(0, 3, 1, 2))
+    with torch.no_grad():
+        scores = (fixed(inputs) + fixed(inputs.flip(-1)).flip(-1)) / 2
+    found = fixed.predict(images, tta=True)
+    np.testing.assert_array_equal(np.stack(found), scores.argmax(dim=1).numpy())
+
+
 def test_tasks_without_views_refuse_tta():
     with pytest.raises(vh.ConfigError, match="tta=True is for classification and segmentation"):
         vh.Task("regression", backbone="lenet5").predict(_images(1, size=32), tta=True)
