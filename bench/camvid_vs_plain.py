@@ -4,10 +4,13 @@ tasks/segmentation_camvid.yaml, on the same split (train -> val at 180x240, void
 other; each whole command timed (reading the data, training, scoring).
 
     python bench/camvid_vs_plain.py [--data ../shared/data/camvid_180] [--epochs N] [--weights LITE0.safetensors]
-                                    [key=value ...]
+                                    [--tta] [--without-class-weights] [key=value ...]
 
---epochs defaults to the recipe's. Extra key=value pairs go to the recipe (e.g. class_weights=null). The recipe keeps
-its best validated epoch, as fit does; the row also shows its last epoch's val mIoU, which involves no selection.
+--epochs defaults to the recipe's. Extra key=value pairs go to the recipe. The recipe keeps its best validated epoch,
+as fit does; the row also shows its last epoch's val mIoU, which involves no selection. --tta adds a row: the
+recipe's kept model evaluated on val with test-time augmentation (`visionheads evaluate --tta`), timed against the
+same evaluation without it. --without-class-weights adds a row: the recipe again with class_weights=null, the same
+epochs (what median-frequency balancing does).
 """
 
 from __future__ import annotations
@@ -37,27 +40,54 @@ def timed(command: list[str]) -> tuple[str, float]:
     return result.stdout, time.perf_counter() - start
 
 
+def scores(output: str) -> tuple[float, float, float]:
+    """mIoU, class-average accuracy and global accuracy from the metrics visionheads prints."""
+    found = dict(re.findall(r"^(miou|class_accuracy|pixel_accuracy)\s+([0-9.]+)$", output, flags=re.MULTILINE))
+    return float(found["miou"]), float(found["class_accuracy"]), float(found["pixel_accuracy"])
+
+
+def recipe_row(name: str, data: Path, epochs: int, weights: Path, overrides: list[str]) -> tuple[tuple, Path]:
+    """The recipe fitted on train, scored on val (its kept epoch): the table row and the run folder."""
+    run_name = f"camvid-{time.strftime('%Y%m%d-%H%M%S')}"
+    recipe = [f"train={data}/train", f"val={data}/val", f"test={data}/val", f"weights={weights}", f"epochs={epochs}",
+              "progress=false", "plots=false", "project=runs/bench", f"name={run_name}", *overrides]  # fmt: skip
+    output, seconds = timed([sys.executable, "-m", "visionheads.cli", "fit", str(RECIPE), *recipe])
+    run_dir = ROOT / "runs" / "bench" / "segmentation" / run_name
+    with (run_dir / "metrics.csv").open() as file:
+        last = [row for row in csv.DictReader(file) if row.get("val_miou")][-1]
+    print(f"{name} done in {seconds:.0f} s", file=sys.stderr, flush=True)
+    return (name, *scores(output), float(last["val_miou"]), seconds), run_dir
+
+
+def tta_rows(run_dir: Path, data: Path) -> list[tuple]:
+    """The kept model evaluated on val without and with test-time augmentation, each command timed."""
+    rows = []
+    for flags, name in (([], "its kept model, evaluated"), (["--tta"], "its kept model, evaluated with TTA")):
+        command = [sys.executable, "-m", "visionheads.cli", "evaluate", str(run_dir / "best.pt"), f"{data}/val", *flags]
+        output, seconds = timed(command)
+        rows.append((name, *scores(output), None, seconds))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "camvid_180")
     parser.add_argument("--epochs", type=int, default=yaml.safe_load(RECIPE.read_text())["fit"]["epochs"])
     parser.add_argument("--weights", type=Path, default=LITE0)
+    parser.add_argument("--tta", action="store_true", help="also evaluate the recipe's model with TTA, timed")
+    parser.add_argument("--without-class-weights", action="store_true", help="also the recipe with class_weights=null")
     parser.add_argument("overrides", nargs="*", help="key=value for the recipe")
     args = parser.parse_args()
     data = args.data.resolve()
     rows = []
-    recipe = [f"train={data}/train", f"val={data}/val", f"test={data}/val", f"weights={args.weights}",
-              f"epochs={args.epochs}", "progress=false", "plots=false", "project=runs/bench",
-              f"name=camvid-{time.strftime('%Y%m%d-%H%M%S')}", *args.overrides]  # fmt: skip
-    output, seconds = timed([sys.executable, "-m", "visionheads.cli", "fit", str(RECIPE), *recipe])
-    found = dict(re.findall(r"^(miou|class_accuracy|pixel_accuracy)\s+([0-9.]+)$", output, flags=re.MULTILINE))
-    run_dir = ROOT / "runs" / "bench" / "segmentation" / recipe[8].removeprefix("name=")
-    with (run_dir / "metrics.csv").open() as file:
-        last = [row for row in csv.DictReader(file) if row.get("val_miou")][-1]
     name = "visionheads recipe" + (f" ({' '.join(args.overrides)})" if args.overrides else "")
-    rows.append((name, float(found["miou"]), float(found["class_accuracy"]), float(found["pixel_accuracy"]),
-                 float(last["val_miou"]), seconds))  # fmt: skip
-    print(f"recipe done in {seconds:.0f} s", file=sys.stderr, flush=True)
+    row, run_dir = recipe_row(name, data, args.epochs, args.weights, args.overrides)
+    rows.append(row)
+    if args.tta:
+        rows += tta_rows(run_dir, data)
+    if args.without_class_weights:
+        rows.append(recipe_row(f"{name}, class_weights=null", data, args.epochs, args.weights,
+                               [*args.overrides, "class_weights=null"])[0])  # fmt: skip
     output, seconds = timed([sys.executable, str(BASELINE), str(data), "--weights", str(args.weights),
                              "--epochs", str(args.epochs)])  # fmt: skip
     found = re.search(r"mIoU ([0-9.]+) class-avg acc ([0-9.]+) global acc ([0-9.]+)", output)
