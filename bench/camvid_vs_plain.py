@@ -4,13 +4,13 @@ tasks/segmentation_camvid.yaml, on the same split (train -> val at 180x240, void
 other; each whole command timed (reading the data, training, scoring).
 
     python bench/camvid_vs_plain.py [--data ../shared/data/camvid_180] [--epochs N] [--weights LITE0.safetensors]
-                                    [--tta] [--without-class-weights] [key=value ...]
+                                    [--tta] [--median-frequency] [key=value ...]
 
 --epochs defaults to the recipe's. Extra key=value pairs go to the recipe. The recipe keeps its best validated epoch,
 as fit does; the row also shows its last epoch's val mIoU, which involves no selection. --tta adds a row: the
 recipe's kept model evaluated on val with test-time augmentation (`visionheads evaluate --tta`), timed against the
-same evaluation without it. --without-class-weights adds a row: the recipe again with class_weights=null, the same
-epochs (what median-frequency balancing does).
+same evaluation without it. --median-frequency adds a row: the recipe again with class_weights=median_frequency
+(the recipe has none), the same epochs (what median-frequency balancing does).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=yaml.safe_load(RECIPE.read_text())["fit"]["epochs"])
     parser.add_argument("--weights", type=Path, default=LITE0)
     parser.add_argument("--tta", action="store_true", help="also evaluate the recipe's model with TTA, timed")
-    parser.add_argument("--without-class-weights", action="store_true", help="also the recipe with class_weights=null")
+    parser.add_argument("--median-frequency", action="store_true", help="also the recipe with median-frequency weights")
     parser.add_argument("overrides", nargs="*", help="key=value for the recipe")
     args = parser.parse_args()
     data = args.data.resolve()
@@ -85,9 +85,9 @@ def main() -> None:
     rows.append(row)
     if args.tta:
         rows += tta_rows(run_dir, data)
-    if args.without_class_weights:
-        rows.append(recipe_row(f"{name}, class_weights=null", data, args.epochs, args.weights,
-                               [*args.overrides, "class_weights=null"])[0])  # fmt: skip
+    if args.median_frequency:
+        rows.append(recipe_row(f"{name}, class_weights=median_frequency", data, args.epochs, args.weights,
+                               [*args.overrides, "class_weights=median_frequency"])[0])  # fmt: skip
     output, seconds = timed([sys.executable, str(BASELINE), str(data), "--weights", str(args.weights),
                              "--epochs", str(args.epochs)])  # fmt: skip
     found = re.search(r"mIoU ([0-9.]+) class-avg acc ([0-9.]+) global acc ([0-9.]+)", output)

@@ -32,16 +32,16 @@ def photos() -> list[np.ndarray]:
 def references(tmp_path_factory) -> dict[str, tuple[torch.nn.Module, Path]]:
     """Each detector built once, randomly initialised, and its state dict saved as torchvision saves its weights."""
     folder = tmp_path_factory.mktemp("torchvision")
-    return {name: _reference(name, folder / f"{name}.pth") for name in DETECTORS}
+    return {name: (_reference(name, folder / f"{name}.pth"), folder / f"{name}.pth") for name in DETECTORS}
 
 
-def _reference(name: str, path: Path) -> tuple[torch.nn.Module, Path]:
+def _reference(name: str, path: Path) -> torch.nn.Module:
     torch.manual_seed(0)
     build = getattr(detection, name)
     model = build(weights=None, weights_backbone=None, num_classes=91, box_score_thresh=0.0, box_detections_per_img=30,
                   min_size=160, max_size=240, rpn_post_nms_top_n_test=100).eval()  # fmt: skip
     torch.save(model.state_dict(), path)  # torchvision's own layout, as its weights files hold it
-    return model, path
+    return model
 
 
 @pytest.mark.parametrize("name", DETECTORS)
