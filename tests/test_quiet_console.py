@@ -53,7 +53,7 @@ TINY: dict[str, list[str]] = {
                                   "plots=false"],
     "segmentation_camvid": [*CAMVID, LITE0, "plots=false"],
     "segmentation_camvid_segnet": [*CAMVID, "weights=null", "plots=false"],  # its `imagenet` tag is a download
-    "segmentation_segnet_shapes": [*SHAPES, "image_size=32", "fit.check_val_every_n_epoch=1", "plots=false"],
+    "segmentation_segnet_shapes": [*SHAPES, "image_size=32", "plots=false"],
     "segmentation_shapes": [*SHAPES, "image_size=32", "plots=false"],
     "siamese_digits": ["train=digits[:40]", "val=digits:val[:16]", "test=digits:test[:16]", "image_size=16",
                        "batch_size=16", "plots=false"],

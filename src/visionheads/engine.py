@@ -122,11 +122,11 @@ def epoch_line(row: dict[str, float], total_epochs: int, seconds: float | None =
 
 class RunRecord(Checkpoint):
     """What a fit leaves in its run folder. After every epoch: one History row (epochs from 1) of the epoch's
-    `train_*`/`val_*` values, kept in `rows`, written to the loggers (one line of metrics.csv) and printed where no
-    progress bar is shown; last.ckpt, the whole training state (for fit(resume=...) and Task.load), once
-    `checkpoint_every` seconds of training have passed since the previous one (0: every epoch), and after the last
-    epoch; best.pt (weights and config) when a validation `monitor` improves. When training ends: last.pt
-    (weights and config), and best.pt too where nothing was validated.
+    `train_*` values and, if it was validated, its `val_*` values, kept in `rows`, written to the loggers (one line
+    of metrics.csv) and printed where no progress bar is shown; last.ckpt, the whole training state (for
+    fit(resume=...) and Task.load), once `checkpoint_every` seconds of training have passed since the previous one
+    (0: every epoch), and after the last epoch; best.pt (weights and config) when a validation `monitor` improves.
+    When training ends: last.pt (weights and config), and best.pt too where nothing was validated.
 
     The interval bounds what checkpoints cost where epochs are short: on 1-second epochs a 14 MB training state
     written every epoch cost 6-8 % of the fit (bench/README.md); an epoch longer than the interval is saved as before.
@@ -157,6 +157,7 @@ class RunRecord(Checkpoint):
         self.best_epoch: int | None = None
         self._start = 0.0
         self._saved = 0.0  # when last.ckpt was last written
+        self._validated_epoch = -1  # the epoch (from 0) whose validation ran last: its val_* values are current
         self.interrupted: int | None = None  # signal.SIGINT or SIGTERM when the fit was stopped by one
 
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
@@ -173,9 +174,15 @@ class RunRecord(Checkpoint):
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._start = time.perf_counter()
 
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
+
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         row: dict[str, float] = {"epoch": trainer.current_epoch + 1}
-        for prefix in ("train_", "val_"):
+        # Lightning keeps the last validation's values in callback_metrics: an epoch without one gets none of them.
+        validated = self._validated_epoch == trainer.current_epoch
+        for prefix in ("train_", "val_") if validated else ("train_",):
             for key, value in trainer.callback_metrics.items():
                 if key.startswith(prefix) and value.numel() == 1:
                     row[key] = float(value)
@@ -234,6 +241,21 @@ def _log_row(trainer: L.Trainer, row: dict[str, float]) -> None:
 def improves(value: float, best: float | None, mode: str) -> bool:
     """Whether `value` beats `best` (None: no epoch yet) for a metric to minimise or maximise (`mode`)."""
     return best is None or (value < best if mode == "min" else value > best)
+
+
+class ValidationSchedule(Callback):
+    """Validation after every `every`-th epoch and after the last of `epochs` (Lightning's check_val_every_n_epoch
+    alone skips the last when `every` does not divide the epochs, and the fit keeps its best validated epoch)."""
+
+    def __init__(self, every: int, epochs: int) -> None:
+        self.every, self.epochs = every, epochs
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        due = epoch % self.every == 0 or epoch >= self.epochs
+        # Lightning validates after epoch e (from 1) when check_val_every_n_epoch divides e: 1 always does, and a
+        # period longer than the fit never does.
+        trainer.check_val_every_n_epoch = 1 if due else self.epochs + 1
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -316,6 +338,7 @@ def build_trainer(
     precision: str | int = "auto",
     distributed: str = "auto",
     patience: int | None = None,
+    val_every: int = 1,
     callbacks: list[Callback] | None = None,
     progress: bool | None = None,
     checkpoint_every: float = 0.0,
@@ -338,16 +361,24 @@ def build_trainer(
         run_dir, monitor, mode, total_epochs=epochs, print_lines=not progress, checkpoint_every=checkpoint_every
     )
     all_callbacks: list[Callback] = [record, *(callbacks or [])]
+    if val_every > 1:
+        all_callbacks.append(ValidationSchedule(val_every, epochs))
     if progress:
         all_callbacks.append(TQDMProgressBar(leave=True))  # a kept bar per epoch, with its validation metrics
     if patience is not None:
-        all_callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+        # A validation monitor is checked after each validation (so patience counts validations), a training one
+        # after each epoch.
+        check_after_epoch = not record.validated
+        all_callbacks.append(
+            EarlyStopping(monitor=monitor, mode=mode, patience=patience, check_on_train_epoch_end=check_after_epoch)
+        )
     trainer = _trainer(
         accelerator=accelerator,
         devices=devices,
         strategy=distributed,
         precision=resolve_precision(precision, accelerator),
         max_epochs=epochs,
+        check_val_every_n_epoch=val_every,  # ValidationSchedule adds the last epoch
         default_root_dir=str(run_dir),
         logger=loggers,
         callbacks=all_callbacks,

@@ -97,6 +97,43 @@ def test_fit_keeps_the_best_epoch_and_the_files_hold_the_epochs_they_claim():
         assert metrics["loss"] == pytest.approx(row["val_loss"], rel=1e-5)
 
 
+class SeeValidations(L.Callback):
+    """Notes the epochs (from 1) after which a validation ran, the sanity check before training aside."""
+
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.epochs.append(trainer.current_epoch + 1)
+
+
+def test_val_every_validates_every_nth_epoch_and_the_last_and_records_no_stale_values():
+    seen = SeeValidations()
+    history = _task().fit(**FIT | {"epochs": 5, "val_every": 2, "lr": 3e-2}, callbacks=[seen])
+    assert seen.epochs == [2, 4, 5]  # 5 is no multiple of 2, yet the last epoch is validated
+    assert [row["epoch"] for row in history.rows if "val_loss" in row] == [2, 4, 5]
+    assert all("train_loss" in row for row in history.rows)
+    file_rows = _csv_rows(history.run_dir / "metrics.csv")
+    assert [row["epoch"] for row in file_rows if "val_loss" in row] == [2, 4, 5]  # empty cells, not repeats
+    validated = {row["epoch"]: row["val_accuracy"] for row in history.rows if "val_accuracy" in row}
+    assert history.best_epoch == max(validated, key=lambda epoch: (validated[epoch], -epoch))
+    assert read_task_file(history.run_dir / "best.pt").epoch == history.best_epoch
+
+
+def test_early_stopping_with_val_every_counts_validations_not_epochs():
+    # Lightning keeps the previous validation's values between validations; checked after every epoch, the
+    # unchanged value would end a patience of 1 on the first epoch without validation.
+    history = _task().fit(**FIT | {"epochs": 8, "val_every": 2, "patience": 1, "lr": 3e-2})
+    last = history.rows[-1]
+    assert last["epoch"] % 2 == 0 and "val_loss" in last
+
+
+def test_lightnings_check_val_every_n_epoch_points_to_val_every():
+    with pytest.raises(vh.ConfigError, match="val_every=3"):
+        _task().fit(**FIT, check_val_every_n_epoch=3)
+
+
 def test_every_checkpoint_of_a_run_loads_with_task_load_and_with_lightning(tmp_path):
     task = _task()
     history = task.fit(**FIT | {"epochs": 1})

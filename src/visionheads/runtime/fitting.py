@@ -61,7 +61,10 @@ class FitSettings:
     weight_decay: float = 0.01
     strategy: str = "auto"  # auto: finetune for pretrained weights, else scratch
     schedule: str = "onecycle"  # the learning rate over the fit, stepped every batch: onecycle, cosine, constant
-    patience: int | None = None  # early stopping after this many epochs without improvement of the monitor
+    patience: int | None = None  # early stopping after this many validations without improvement of the monitor
+    # Validation after every val_every-th epoch and after the last (Keras' validation_freq): the epochs between
+    # have train_* values only, and the best epoch is chosen among the validated ones.
+    val_every: int = 1
     accelerator: str = "auto"  # auto: gpu when CUDA is present, else cpu
     devices: int | str | list[int] = "auto"
     precision: str | int = "auto"  # auto: bf16 (or fp16) mixed on GPUs, float32 on the CPU
@@ -84,7 +87,7 @@ class FitSettings:
             raise ConfigError(f"unknown strategy {self.strategy!r}; use one of {('auto', *STRATEGIES)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; use one of {SCHEDULES}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "val_every"):
             whole_number(name, getattr(self, name))
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise ConfigError(f"lr must be a number > 0, got {self.lr!r}")
@@ -99,6 +102,11 @@ class FitSettings:
         names, trainer_names = fit_argument_names()
         ours = {key: value for key, value in arguments.items() if key in names}
         passed = {key: value for key, value in arguments.items() if key not in names and key in trainer_names}
+        if "check_val_every_n_epoch" in passed:  # Lightning's would skip the last epoch when it does not divide
+            raise ConfigError(
+                f"use val_every={passed['check_val_every_n_epoch']!r} instead of check_val_every_n_epoch: it "
+                "validates after every N-th epoch and always after the last one"
+            )
         unknown = sorted(set(arguments) - set(ours) - set(passed))
         if unknown:
             close = difflib.get_close_matches(unknown[0], sorted(names | trainer_names), n=1, cutoff=0.6)
@@ -222,7 +230,8 @@ def _train(
         run_dir=run_dir, experiment=task.name, epochs=settings.epochs, monitor=monitor, mode=mode,
         accelerator=settings.accelerator,
         devices=settings.devices, precision=settings.precision, distributed=settings.distributed,
-        patience=settings.patience, callbacks=list(settings.callbacks), progress=settings.progress,
+        patience=settings.patience, val_every=settings.val_every, callbacks=list(settings.callbacks),
+        progress=settings.progress,
         checkpoint_every=settings.checkpoint_every, fixed_input_size=task.fixed_input_size, **settings.trainer,
     )  # fmt: skip
     if checkpoint is not None and first:

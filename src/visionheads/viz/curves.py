@@ -9,8 +9,8 @@ from matplotlib.ticker import MaxNLocator
 
 
 def plot_history(rows: list[dict[str, float]], path: Path, *, title: str = "training") -> Path:
-    """Save loss and metric curves over epochs to `path` (PNG)."""
-    epochs = [int(row["epoch"]) for row in rows]  # numbered from 1, as everywhere a person reads them
+    """Save loss and metric curves over epochs to `path` (PNG); a value recorded on some epochs only (validation
+    every few epochs) is drawn through the epochs that have it."""
     keys = [key for key in dict.fromkeys(k for row in rows for k in row) if key != "epoch"]
     losses = [key for key in keys if key.endswith("loss")]
     metrics = [key for key in keys if key not in losses]
@@ -21,7 +21,8 @@ def plot_history(rows: list[dict[str, float]], path: Path, *, title: str = "trai
     axes = figure.subplots(1, len(groups), squeeze=False)[0]
     for axis, (group, label) in zip(axes, groups, strict=True):
         for key in group:
-            axis.plot(epochs, [row.get(key, float("nan")) for row in rows], marker="o", markersize=3, label=key)
+            epochs = [int(row["epoch"]) for row in rows if key in row]  # numbered from 1, as a person reads them
+            axis.plot(epochs, [row[key] for row in rows if key in row], marker="o", markersize=3, label=key)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
         axis.set_ylabel(label)
