@@ -188,7 +188,10 @@ class TaskModule(L.LightningModule):
         """AdamW over `parameter_groups()` with the plan's schedule (one-cycle by default) stepped every batch."""
         plan = self.plan
         groups = self.parameter_groups()
-        optimizer = torch.optim.AdamW(groups, weight_decay=plan.weight_decay)
+        # torch's fused kernel updates every tensor at once: on the CPU, 8 against 23 ms a step for a 5M-parameter
+        # U-Net (bench/README.md); torch has it for CPU and CUDA tensors.
+        fused = self.device.type in ("cpu", "cuda")
+        optimizer = torch.optim.AdamW(groups, weight_decay=plan.weight_decay, fused=fused)
         estimated = self.trainer.estimated_stepping_batches
         if plan.schedule != "constant" and not math.isfinite(estimated):
             raise ConfigError(
