@@ -4,6 +4,7 @@ as training goes, and a crashed fit that resumes to the very weights an uninterr
 from __future__ import annotations
 
 import csv
+import gc
 from pathlib import Path
 
 import lightning as L
@@ -127,6 +128,24 @@ def test_early_stopping_with_val_every_counts_validations_not_epochs():
     history = _task().fit(**FIT | {"epochs": 8, "val_every": 2, "patience": 1, "lr": 3e-2})
     last = history.rows[-1]
     assert last["epoch"] % 2 == 0 and "val_loss" in last
+
+
+class SeeFrozenObjects(L.Callback):
+    """Notes how many objects Python's garbage collector leaves alone as each epoch starts."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.counts.append(gc.get_freeze_count())
+
+
+def test_training_keeps_the_objects_alive_before_it_out_of_garbage_collections_and_gives_them_back():
+    seen = SeeFrozenObjects()
+    before = gc.get_freeze_count()
+    _task().fit(**FIT | {"epochs": 2}, callbacks=[seen])
+    assert all(count > before + 10_000 for count in seen.counts)  # torch's and Lightning's objects, at least
+    assert gc.get_freeze_count() == before
 
 
 def test_lightnings_check_val_every_n_epoch_points_to_val_every():

@@ -33,6 +33,7 @@ from visionheads.engine import (
     build_trainer,
     launched_as_another_process,
     new_run_dir,
+    objects_frozen,
     quiet_lightning,
 )
 from visionheads.errors import ConfigError, DataError, TrainingError, whole_number
@@ -239,7 +240,7 @@ def _train(
     for logger in trainer.loggers[1:]:  # the trackers beside our metrics.csv (config.yaml holds the same)
         logger.log_hyperparams(record["task"] | record["fit"])
     try:
-        with quiet_lightning():
+        with quiet_lightning(), objects_frozen():
             # weights_only: a checkpoint file is data, never code (optimizer, loops and history are plain values).
             trainer.fit(module, datamodule=RunData(*loaders), ckpt_path=checkpoint, weights_only=True)
     except TrainingError:
