@@ -84,6 +84,9 @@ def objects_frozen() -> Iterator[None]:
     for the duration of the block: each full collection walks them all (0.2 s), and a training loop allocates
     enough to run several an epoch (a CamVid epoch of 45 steps: 44.1 s, 40.7 s frozen; bench/README.md). Objects
     made inside the block are collected as always; `gc.unfreeze` hands the others back at the end."""
+    # Collected first: an earlier fit's garbage (its Trainer and module hold each other, and through them a model,
+    # perhaps on a GPU) is freed now instead of being kept through this fit.
+    gc.collect()
     gc.freeze()
     try:
         yield

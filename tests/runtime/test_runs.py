@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import weakref
 from pathlib import Path
 
 import lightning as L
@@ -146,6 +147,34 @@ def test_training_keeps_the_objects_alive_before_it_out_of_garbage_collections_a
     _task().fit(**FIT | {"epochs": 2}, callbacks=[seen])
     assert all(count > before + 10_000 for count in seen.counts)  # torch's and Lightning's objects, at least
     assert gc.get_freeze_count() == before
+
+
+class Cycle:
+    """An object that refers to itself: only Python's cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.itself = self
+
+
+class SeeGarbage(L.Callback):
+    """Notes, as each epoch starts, whether the object behind `ref` still exists."""
+
+    def __init__(self, ref: weakref.ref) -> None:
+        self.ref, self.alive = ref, []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.alive.append(self.ref() is not None)
+
+
+def test_garbage_left_from_before_a_fit_is_freed_when_training_starts_not_kept_through_it():
+    # Held until a full collection has moved it to the oldest generation, then dropped: garbage that only a full
+    # collection frees, as an earlier fit's Trainer and module (and the model they hold) are.
+    cycle = Cycle()
+    gc.collect()
+    seen = SeeGarbage(weakref.ref(cycle))
+    del cycle
+    _task().fit(**FIT | {"epochs": 1}, callbacks=[seen])
+    assert seen.alive == [False]
 
 
 def test_lightnings_check_val_every_n_epoch_points_to_val_every():
