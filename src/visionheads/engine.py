@@ -377,9 +377,7 @@ def build_trainer(
     record = RunRecord(
         run_dir, monitor, mode, total_epochs=epochs, print_lines=not progress, checkpoint_every=checkpoint_every
     )
-    all_callbacks: list[Callback] = [record, *(callbacks or [])]
-    if val_every > 1:
-        all_callbacks.append(ValidationSchedule(val_every, epochs))
+    all_callbacks: list[Callback] = [record, ValidationSchedule(val_every, epochs), *(callbacks or [])]
     if progress:
         all_callbacks.append(TQDMProgressBar(leave=True))  # a kept bar per epoch, with its validation metrics
     if patience is not None:
@@ -395,7 +393,6 @@ def build_trainer(
         strategy=distributed,
         precision=resolve_precision(precision, accelerator),
         max_epochs=epochs,
-        check_val_every_n_epoch=val_every,  # ValidationSchedule adds the last epoch
         default_root_dir=str(run_dir),
         logger=loggers,
         callbacks=all_callbacks,
