@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gc
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -131,21 +132,21 @@ def test_early_stopping_with_val_every_counts_validations_not_epochs():
     assert last["epoch"] % 2 == 0 and "val_loss" in last
 
 
-class SeeFrozenObjects(L.Callback):
-    """Notes how many objects Python's garbage collector leaves alone as each epoch starts."""
+class SeeAtEpochStart(L.Callback):
+    """Notes what `look` returns as each training epoch starts."""
 
-    def __init__(self) -> None:
-        self.counts: list[int] = []
+    def __init__(self, look: Callable[[], object]) -> None:
+        self.look, self.seen = look, []
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.counts.append(gc.get_freeze_count())
+        self.seen.append(self.look())
 
 
 def test_training_keeps_the_objects_alive_before_it_out_of_garbage_collections_and_gives_them_back():
-    seen = SeeFrozenObjects()
+    seen = SeeAtEpochStart(gc.get_freeze_count)  # how many objects the garbage collector leaves alone
     before = gc.get_freeze_count()
     _task().fit(**FIT | {"epochs": 2}, callbacks=[seen])
-    assert all(count > before + 10_000 for count in seen.counts)  # torch's and Lightning's objects, at least
+    assert all(count > before + 10_000 for count in seen.seen)  # torch's and Lightning's objects, at least
     assert gc.get_freeze_count() == before
 
 
@@ -156,25 +157,16 @@ class Cycle:
         self.itself = self
 
 
-class SeeGarbage(L.Callback):
-    """Notes, as each epoch starts, whether the object behind `ref` still exists."""
-
-    def __init__(self, ref: weakref.ref) -> None:
-        self.ref, self.alive = ref, []
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.alive.append(self.ref() is not None)
-
-
 def test_garbage_left_from_before_a_fit_is_freed_when_training_starts_not_kept_through_it():
     # Held until a full collection has moved it to the oldest generation, then dropped: garbage that only a full
     # collection frees, as an earlier fit's Trainer and module (and the model they hold) are.
     cycle = Cycle()
     gc.collect()
-    seen = SeeGarbage(weakref.ref(cycle))
+    ref = weakref.ref(cycle)
+    seen = SeeAtEpochStart(lambda: ref() is not None)  # whether the object still exists
     del cycle
     _task().fit(**FIT | {"epochs": 1}, callbacks=[seen])
-    assert seen.alive == [False]
+    assert seen.seen == [False]
 
 
 def test_lightnings_check_val_every_n_epoch_points_to_val_every():
